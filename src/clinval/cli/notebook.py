@@ -1,0 +1,55 @@
+"""Evidence records: run a notebook into reports/, and build the index page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from clinval.cli._common import as_user_error, load_params
+
+
+@click.group()
+def notebook() -> None:
+    """Run a notebook into an evidence record (ipynb, html, json)."""
+
+
+@notebook.command("run")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--params", "params_files", multiple=True, metavar="FILE",
+              help="A params YAML whose top-level keys are notebook parameters (repeatable).")
+@click.option("--reports", default="reports", show_default=True, help="Folder for the record.")
+@click.option("--title", default=None, help="Title of the HTML record (default: the notebook's name).")
+def run(path: str, params_files: tuple[str, ...], reports: str, title: str | None) -> None:
+    """Execute the notebook at PATH with papermill and write its evidence record.
+
+    Parameters come from the params files; anything else keeps the notebook's default,
+    so the pipeline and an interactive run in JupyterLab compute the same thing.
+    """
+    from clinval.evidence import run_notebook
+
+    parameters: dict = {}
+    for file in params_files:
+        parameters.update(load_params(file))
+    with as_user_error():
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path}: notebook not found.")
+        paths = run_notebook(path, reports_dir=reports, parameters=parameters, title=title)
+    click.echo(f"wrote {paths.html} (+ .ipynb, .json)")
+
+
+@click.group()
+def report() -> None:
+    """Reports built from the evidence records."""
+
+
+@report.command("index")
+@click.option("--reports", default="reports", show_default=True, help="Folder holding the records.")
+@click.option("--out", default="reports/index.html", show_default=True, help="The index page to write.")
+def index(reports: str, out: str) -> None:
+    """Write the index page linking every evidence record with its digest and status."""
+    from clinval.report import write_index
+
+    with as_user_error():
+        path = write_index(reports_dir=reports, out=out)
+    click.echo(f"wrote {path}")

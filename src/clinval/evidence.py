@@ -1,0 +1,328 @@
+"""Evidence records: run a notebook with papermill and render it for people and machines.
+
+:func:`run_notebook` executes a notebook with parameters (papermill), then writes three
+files next to each other in ``reports/``:
+
+``NN_name.ipynb``  the executed notebook, normalised so the same inputs give the same bytes
+``NN_name.html``   a self-contained page (no script, style or font from the network)
+``NN_name.json``   every value the notebook showed with :func:`show`, for machines
+
+Inside a notebook, :func:`show` displays a table, an estimate or a sentence *and* tags
+it with a key, so the JSON record carries exactly what the HTML shows.
+
+Determinism: papermill runs without timing metadata; the normalising pass removes
+per-cell timestamps, gives cells fixed ids, and rewrites absolute paths; matplotlib
+writes PNGs whose only metadata is its version; HTML titles are fixed. Each record's
+footer names the SHA-256 of every input and the clinval version. *When* a record was
+made and who signed it belongs to the audit ledger, not to the record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clinval import __version__
+from clinval._io import atomic_write_bytes, atomic_write_text, sha256_path
+
+__all__ = ["EVIDENCE_MIME", "NotebookFailed", "RecordPaths", "show", "run_notebook", "to_jsonable", "read_record"]
+
+EVIDENCE_MIME = "application/vnd.clinval.evidence+json"
+"""The output mimetype under which :func:`show` stores a value for the JSON record."""
+
+TEMPLATES = Path(__file__).parent / "templates"
+INPUT_SUFFIXES = ("_dir", "_path", "_file")
+"""Notebook parameters whose names end like this are input paths; their digests go in the footer."""
+
+_ERR_DUPLICATE_KEY = "{notebook}: show() used the key {key!r} twice; each shown value needs its own key."
+_ERR_FAILED = (
+    "{notebook} failed in cell {cell} ({ename}: {evalue}). Nothing was written to {reports}; "
+    "the executed notebook with the error is at {failed}."
+)
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised an error; no record was written."""
+
+
+# --------------------------------------------------------------------------- show()
+
+
+def to_jsonable(value: Any) -> Any:
+    """Convert results (DataFrames, dataclasses, numpy scalars) into JSON-safe values.
+
+    NaN and infinities become ``null``: the accompanying ``status`` says why.
+    """
+    if isinstance(value, pd.DataFrame):
+        frame = value.reset_index() if not isinstance(value.index, pd.RangeIndex) else value
+        return [to_jsonable(dict(zip(map(str, frame.columns), row))) for row in frame.itertuples(index=False)]
+    if isinstance(value, pd.Series):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value) if not f.name.startswith("_")}
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        return None if math.isnan(f) or math.isinf(f) else f
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (int, str)):
+        return value
+    return str(value)
+
+
+def _format_cell(value: Any) -> tuple[str, str]:
+    """(text, css class) for one table cell; numbers get 3 decimals unless integral."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "—", "text"
+    if isinstance(value, (bool, np.bool_)):
+        return ("yes" if value else "no"), "text"
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}", ""
+    if isinstance(value, (float, np.floating)):
+        return (f"{value:,.0f}" if float(value).is_integer() and abs(value) >= 1000 else f"{value:.3f}"), ""
+    return html.escape(str(value)), "text"
+
+
+def html_table(frame: pd.DataFrame, *, caption: str | None = None) -> str:
+    """A compact HTML table for a record (no index, fixed number formatting)."""
+    frame = frame.reset_index() if not isinstance(frame.index, pd.RangeIndex) else frame
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = []
+    for row in frame.itertuples(index=False):
+        cells = (_format_cell(v) for v in row)
+        rows.append("<tr>" + "".join(f'<td class="{cls}">{text}</td>' if cls else f"<td>{text}</td>" for text, cls in cells) + "</tr>")
+    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    return f'<table class="clinval">{cap}<thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _html_for(value: Any, caption: str | None) -> str:
+    if isinstance(value, pd.DataFrame):
+        return html_table(value, caption=caption)
+    if isinstance(value, pd.Series):
+        return html_table(value.rename("value").rename_axis("item").reset_index(), caption=caption)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = to_jsonable(value)
+    if isinstance(value, Mapping):
+        frame = pd.DataFrame({"item": list(map(str, value)), "value": [v if not isinstance(v, (list, dict)) else json.dumps(to_jsonable(v)) for v in value.values()]})
+        return html_table(frame, caption=caption)
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, Mapping) for v in value):
+        return html_table(pd.DataFrame([to_jsonable(v) for v in value]), caption=caption)
+    text = html.escape(str(value)) if not isinstance(value, (list, tuple)) else html.escape(", ".join(map(str, value))) or "none"
+    return f"<p>{text}</p>"
+
+
+class _Shown:
+    """A display bundle: HTML for people, the same value as JSON for the record."""
+
+    def __init__(self, key: str, value: Any, caption: str | None):
+        self.key, self.value, self.caption = key, value, caption
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        payload = {"key": self.key, "value": to_jsonable(self.value)}
+        return {"text/html": _html_for(self.value, self.caption), "text/plain": f"<{self.key}>", EVIDENCE_MIME: payload}
+
+
+def show(value: Any, *, key: str, caption: str | None = None) -> None:
+    """Display ``value`` in the notebook and record it under ``key`` in the JSON record.
+
+    ``value`` may be a DataFrame, Series, dataclass, mapping, list of mappings, number or
+    sentence. Keys ``status`` (a one-line summary for the index), ``alerts`` and
+    ``candidates`` are lifted to the top level of the JSON record.
+    """
+    from IPython.display import display
+
+    display(_Shown(key, value, caption))
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordPaths:
+    """The three files of one evidence record."""
+
+    notebook: Path
+    html: Path
+    json: Path
+
+
+def _normalise(nb, *, root: Path, notebook_rel: str, output_rel: str) -> None:
+    """Remove everything that differs between two runs on the same inputs."""
+    meta = nb.metadata.get("papermill", {})
+    for key in ("start_time", "end_time", "duration", "exception"):
+        meta.pop(key, None)
+    meta["input_path"] = notebook_rel
+    meta["output_path"] = output_rel
+    nb.metadata.pop("widgets", None)
+    root_text = str(root.resolve())
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{i:02d}"
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                output["text"] = output["text"].replace(root_text, ".")
+
+
+def _collect(nb, notebook_name: str) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            payload = output.get("data", {}).get(EVIDENCE_MIME)
+            if payload is None:
+                continue
+            if payload["key"] in values:
+                raise NotebookFailed(_ERR_DUPLICATE_KEY.format(notebook=notebook_name, key=payload["key"]))
+            values[payload["key"]] = payload["value"]
+    return values
+
+
+def _footer(*, inputs: Mapping[str, str], parameters: Mapping[str, Any], notebook: str, min_cell_size: Any) -> str:
+    rows = "".join(f"<tr><td><code>{html.escape(p)}</code></td><td><code>{d}</code></td></tr>" for p, d in inputs.items())
+    params = "".join(
+        f"<tr><td><code>{html.escape(k)}</code></td><td><code>{html.escape(json.dumps(to_jsonable(v)))}</code></td></tr>"
+        for k, v in parameters.items()
+    )
+    privacy = (
+        f"Aggregates only; counts below {min_cell_size} are suppressed." if min_cell_size is not None else "Aggregates only."
+    )
+    return (
+        '<footer class="clinval-footer"><strong>Evidence record</strong> made by clinval '
+        f"{html.escape(__version__)} from <code>{html.escape(notebook)}</code>. {privacy} "
+        "When it was made and who signed it is in the audit ledger (<code>clinval audit show</code>)."
+        f"<table><tr><th>input</th><th>SHA-256</th></tr>{rows}</table>"
+        f"<table><tr><th>parameter</th><th>value</th></tr>{params}</table></footer>"
+    )
+
+
+def _render_html(nb, *, title: str, footer: str) -> str:
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="clinval", extra_template_basedirs=[str(TEMPLATES)])
+    exporter.exclude_input_prompt = False
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}, "clinval_footer": footer})
+    return body
+
+
+def _input_digests(notebook: Path, parameters: Mapping[str, Any], root: Path) -> dict[str, str]:
+    digests = {notebook.relative_to(root).as_posix(): sha256_path(notebook)}
+    for name, value in parameters.items():
+        if name.endswith(INPUT_SUFFIXES) and isinstance(value, str):
+            path = (notebook.parent / value).resolve()
+            if path.exists() and path.is_relative_to(root):
+                digests[path.relative_to(root).as_posix()] = sha256_path(path)
+    return digests
+
+
+def run_notebook(
+    notebook: str | os.PathLike,
+    *,
+    reports_dir: str | os.PathLike = "reports",
+    parameters: Mapping[str, Any] | None = None,
+    root: str | os.PathLike = ".",
+    title: str | None = None,
+    progress: bool = True,
+) -> RecordPaths:
+    """Execute ``notebook`` with papermill and write its evidence record.
+
+    The notebook runs with its own folder as working directory, exactly as in
+    JupyterLab, so its default paths work in both. Nothing is written to
+    ``reports_dir`` unless the whole notebook succeeds.
+
+    Raises
+    ------
+    NotebookFailed
+        If a cell raises; the message names the cell and the error, and where the
+        executed notebook with the traceback was kept for debugging.
+    """
+    import nbformat
+    import papermill
+
+    root = Path(root).resolve()
+    notebook = Path(notebook).resolve()
+    reports_dir = Path(reports_dir)
+    name = notebook.stem
+    parameters = dict(parameters or {})
+    defaults = {k: v["default"] for k, v in papermill.inspect_notebook(str(notebook)).items()}
+    unknown = sorted(set(parameters) - set(defaults))
+    if unknown:
+        raise ValueError(f"{notebook.name}: parameters {unknown} are not in its parameters cell (it has {sorted(defaults)}).")
+
+    os.environ.setdefault("SOURCE_DATE_EPOCH", "0")
+    failed_dir = root / ".clinval" / "failed"
+    with tempfile.TemporaryDirectory(prefix="clinval-run-") as tmp:
+        executed = Path(tmp) / notebook.name
+        try:
+            papermill.execute_notebook(
+                str(notebook), str(executed), parameters=parameters, cwd=str(notebook.parent),
+                progress_bar=progress, record_timing=False, request_save_on_cell_execute=False, kernel_name="python3",
+            )
+        except papermill.PapermillExecutionError as exc:
+            failed_dir.mkdir(parents=True, exist_ok=True)
+            kept = failed_dir / notebook.name
+            if executed.exists():
+                kept.write_bytes(executed.read_bytes())
+            raise NotebookFailed(
+                _ERR_FAILED.format(notebook=notebook.name, cell=exc.exec_count, ename=exc.ename, evalue=exc.evalue,
+                                   reports=reports_dir, failed=kept.relative_to(root))
+            ) from None
+        nb = nbformat.read(executed, as_version=4)
+
+    output_rel = (reports_dir / notebook.name).as_posix()
+    _normalise(nb, root=root, notebook_rel=notebook.relative_to(root).as_posix(), output_rel=output_rel)
+    values = _collect(nb, notebook.name)
+    effective = {**{k: _literal(v) for k, v in defaults.items()}, **parameters}
+    inputs = _input_digests(notebook, effective, root)
+    record = {
+        "record": name,
+        "title": title or name,
+        "clinval_version": __version__,
+        "notebook": notebook.relative_to(root).as_posix(),
+        "parameters": to_jsonable(effective),
+        "inputs": inputs,
+        "status": values.pop("status", "no status line"),
+        "alerts": values.pop("alerts", []),
+        "candidates": values.pop("candidates", []),
+        "values": values,
+    }
+    footer = _footer(inputs=inputs, parameters=effective, notebook=record["notebook"], min_cell_size=effective.get("min_cell_size"))
+    page = _render_html(nb, title=record["title"], footer=footer)
+
+    paths = RecordPaths(notebook=reports_dir / f"{name}.ipynb", html=reports_dir / f"{name}.html", json=reports_dir / f"{name}.json")
+    atomic_write_text(paths.notebook, nbformat.writes(nb) + "\n")
+    atomic_write_bytes(paths.html, page.encode("utf-8"))
+    atomic_write_text(paths.json, json.dumps(record, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    return paths
+
+
+def _literal(source: str) -> Any:
+    """papermill reports a default as source text ('0.95', '"../data"'); evaluate literals."""
+    import ast
+
+    try:
+        return ast.literal_eval(source)
+    except (ValueError, SyntaxError):
+        return source
+
+
+def read_record(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a JSON evidence record."""
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,408 @@
+"""Discrimination and calibration of a risk model, each with a confidence interval.
+
+All functions take ``y`` (0/1 outcomes) and ``risk`` (predicted probabilities in (0, 1))
+and return frozen :class:`Estimate` values (point, lower, upper, method) so a notebook
+can show them and a JSON record can hold them.
+
+Methods
+-------
+AUROC           DeLong et al. (1988) variance, fast midrank algorithm (Sun & Xu 2014);
+                paired DeLong for the difference between two models on the same records.
+AUPRC, Brier    percentile bootstrap (``scipy.stats.bootstrap``, paired resampling).
+Calibration     slope: logistic regression of ``y`` on ``logit(risk)``; intercept
+                (calibration-in-the-large): logistic regression with ``logit(risk)`` as
+                offset; both with Wald CIs (statsmodels).
+O/E             observed / expected events; CI from the delta method on ``log(O/E)``,
+                SE = sqrt((1 - O/n) / O) (Debray et al. 2017, BMJ 356:i6460).
+CBPE            label-free estimates: re-calibrate the risk on labelled reference data,
+                then the expected AUROC, prevalence and Brier score if outcomes follow the
+                calibrated risk; intervals by simulating outcomes.
+
+Where a metric cannot be computed (one outcome class, too few events) the estimate says
+``insufficient data: <reason>`` in ``status`` instead of returning a silent NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.isotonic import IsotonicRegression
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+__all__ = [
+    "CalibrationCurve",
+    "Estimate",
+    "PerformanceEstimator",
+    "auprc",
+    "auroc",
+    "auroc_difference",
+    "brier",
+    "calibration_curve",
+    "calibration_intercept",
+    "calibration_slope",
+    "evaluate",
+    "headline",
+    "roc_points",
+    "observed_expected",
+    "prevalence",
+]
+
+_EPS = 1e-12
+OK = "ok"
+_ERR_ONE_CLASS = "insufficient data: only one outcome class ({n_pos} events, {n_neg} non-events)"
+_ERR_TOO_FEW = "insufficient data: {n} records (need at least {min_n})"
+_ERR_FEW_PER_CLASS = "insufficient data: {n_pos} events and {n_neg} non-events (need at least {k} of each)"
+_MIN_BOOTSTRAP_N = 10
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A metric with its confidence interval."""
+
+    metric: str
+    value: float
+    lower: float
+    upper: float
+    method: str
+    n: int
+    status: str = OK
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _missing(metric: str, method: str, n: int, status: str) -> Estimate:
+    return Estimate(metric=metric, value=math.nan, lower=math.nan, upper=math.nan, method=method, n=n, status=status)
+
+
+def _arrays(y, risk) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y, dtype=float)
+    risk = np.asarray(risk, dtype=float)
+    if y.shape != risk.shape:
+        raise ValueError(f"y and risk differ in length: {y.shape[0]} outcomes, {risk.shape[0]} predictions.")
+    keep = ~(np.isnan(y) | np.isnan(risk))
+    y, risk = y[keep], risk[keep]
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("y must hold 0/1 outcomes.")
+    return y.astype(np.int8), risk
+
+
+def _class_problem(y: np.ndarray, min_n: int = 2, min_per_class: int = 1) -> str | None:
+    if y.size < min_n:
+        return _ERR_TOO_FEW.format(n=y.size, min_n=min_n)
+    n_pos = int(y.sum())
+    if n_pos == 0 or n_pos == y.size:
+        return _ERR_ONE_CLASS.format(n_pos=n_pos, n_neg=y.size - n_pos)
+    if min(n_pos, y.size - n_pos) < min_per_class:
+        return _ERR_FEW_PER_CLASS.format(n_pos=n_pos, n_neg=y.size - n_pos, k=min_per_class)
+    return None
+
+
+def _z(confidence: float) -> float:
+    return float(stats.norm.ppf(0.5 + confidence / 2))
+
+
+# ------------------------------------------------------------------ discrimination
+
+
+def _delong_components(y: np.ndarray, scores: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """AUROC and DeLong's structural components V10 (per event) and V01 (per non-event)."""
+    pos, neg = scores[y == 1], scores[y == 0]
+    m, n = pos.size, neg.size
+    rank_all = stats.rankdata(np.concatenate([pos, neg]))
+    rank_pos, rank_neg = stats.rankdata(pos), stats.rankdata(neg)
+    v10 = (rank_all[:m] - rank_pos) / n
+    v01 = 1.0 - (rank_all[m:] - rank_neg) / m
+    auc = float(v10.mean())
+    return auc, v10, v01
+
+
+def auroc(y, risk, *, confidence: float = 0.95) -> Estimate:
+    """Area under the ROC curve with a DeLong confidence interval (logit-transformed,
+    so the interval stays inside [0, 1])."""
+    y, risk = _arrays(y, risk)
+    problem = _class_problem(y, min_per_class=2)
+    if problem:
+        return _missing("AUROC", "DeLong", y.size, problem)
+    auc, v10, v01 = _delong_components(y, risk)
+    var = v10.var(ddof=1) / v10.size + v01.var(ddof=1) / v01.size
+    z = _z(confidence)
+    if auc <= 0 or auc >= 1 or var <= 0:
+        lower, upper = auc, auc
+    else:
+        logit = math.log(auc / (1 - auc))
+        se = math.sqrt(var) / (auc * (1 - auc))
+        lower, upper = (1 / (1 + math.exp(-(logit + s * z * se))) for s in (-1, 1))
+    return Estimate(metric="AUROC", value=auc, lower=lower, upper=upper, method="DeLong", n=y.size)
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Difference between two models' AUROC on the same records (``new - old``)."""
+
+    difference: float
+    lower: float
+    upper: float
+    p_value: float
+    auroc_new: float
+    auroc_old: float
+    n: int
+    method: str = "paired DeLong"
+    status: str = OK
+
+
+def auroc_difference(y, risk_new, risk_old, *, confidence: float = 0.95) -> PairedDifference:
+    """Paired DeLong test of ``AUROC(new) - AUROC(old)`` on the same records."""
+    y, risk_new = _arrays(y, risk_new)
+    _, risk_old = _arrays(np.asarray(y, dtype=float), risk_old)
+    problem = _class_problem(y, min_per_class=2)
+    if problem:
+        nan = math.nan
+        return PairedDifference(nan, nan, nan, nan, nan, nan, int(y.size), status=problem)
+    a1, v10_1, v01_1 = _delong_components(y, risk_new)
+    a0, v10_0, v01_0 = _delong_components(y, risk_old)
+    s10 = np.cov(np.vstack([v10_1, v10_0]))
+    s01 = np.cov(np.vstack([v01_1, v01_0]))
+    cov = s10 / v10_1.size + s01 / v01_1.size
+    var = cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
+    diff = a1 - a0
+    se = math.sqrt(max(var, 0.0))
+    z = _z(confidence)
+    p = float(2 * stats.norm.sf(abs(diff) / se)) if se > 0 else (1.0 if diff == 0 else 0.0)
+    return PairedDifference(diff, diff - z * se, diff + z * se, p, a1, a0, int(y.size))
+
+
+def _bootstrap(metric: str, fn: Callable[[np.ndarray, np.ndarray], float], y, risk, *,
+               confidence: float, n_bootstrap: int, seed: int, needs_both_classes: bool) -> Estimate:
+    y, risk = _arrays(y, risk)
+    problem = (_class_problem(y, min_n=_MIN_BOOTSTRAP_N) if needs_both_classes
+               else (None if y.size >= _MIN_BOOTSTRAP_N else _ERR_TOO_FEW.format(n=y.size, min_n=_MIN_BOOTSTRAP_N)))
+    if problem:
+        return _missing(metric, "bootstrap", y.size, problem)
+    value = float(fn(y, risk))
+
+    def statistic(yb, rb):
+        if needs_both_classes and (yb.min() == yb.max()):
+            return np.nan
+        return fn(yb, rb)
+
+    res = stats.bootstrap(
+        (y, risk), statistic, paired=True, vectorized=False, n_resamples=n_bootstrap,
+        confidence_level=confidence, method="percentile", random_state=np.random.default_rng(seed),
+    )
+    lower, upper = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return Estimate(metric=metric, value=value, lower=lower, upper=upper, method=f"percentile bootstrap ({n_bootstrap})", n=y.size)
+
+
+def auprc(y, risk, *, confidence: float = 0.95, n_bootstrap: int = 1000, seed: int = 0) -> Estimate:
+    """Area under the precision-recall curve (average precision), bootstrap CI."""
+    return _bootstrap("AUPRC", average_precision_score, y, risk, confidence=confidence,
+                      n_bootstrap=n_bootstrap, seed=seed, needs_both_classes=True)
+
+
+def brier(y, risk, *, confidence: float = 0.95, n_bootstrap: int = 1000, seed: int = 0) -> Estimate:
+    """Brier score (mean squared error of the predicted risk; lower is better), bootstrap CI."""
+    return _bootstrap("Brier", brier_score_loss, y, risk, confidence=confidence,
+                      n_bootstrap=n_bootstrap, seed=seed, needs_both_classes=False)
+
+
+def prevalence(y, *, confidence: float = 0.95) -> Estimate:
+    """Outcome rate with a Wilson score interval."""
+    y = np.asarray(y, dtype=float)
+    y = y[~np.isnan(y)]
+    if y.size == 0:
+        return _missing("prevalence", "Wilson", 0, _ERR_TOO_FEW.format(n=0, min_n=1))
+    k = int(y.sum())
+    ci = stats.binomtest(k, y.size).proportion_ci(confidence_level=confidence, method="wilson")
+    return Estimate(metric="prevalence", value=k / y.size, lower=float(ci.low), upper=float(ci.high), method="Wilson", n=int(y.size))
+
+
+# ------------------------------------------------------------------ calibration
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, _EPS, 1 - _EPS)
+    return np.log(p / (1 - p))
+
+
+def _glm(y: np.ndarray, exog: np.ndarray, offset: np.ndarray | None):
+    import statsmodels.api as sm
+
+    return sm.GLM(y, exog, family=sm.families.Binomial(), offset=offset).fit()
+
+
+def calibration_slope(y, risk, *, confidence: float = 0.95) -> Estimate:
+    """Calibration slope: the coefficient of ``logit(risk)`` in a logistic regression of
+    the outcome on it (1 = ideal; < 1 means predictions are too extreme)."""
+    y, risk = _arrays(y, risk)
+    problem = _class_problem(y, min_n=3)
+    if problem:
+        return _missing("calibration slope", "logistic recalibration (Wald)", y.size, problem)
+    lp = _logit(risk)
+    if np.ptp(lp) == 0:
+        return _missing("calibration slope", "logistic recalibration (Wald)", y.size, "insufficient data: all predicted risks are equal")
+    fit = _glm(y, np.column_stack([np.ones_like(lp), lp]), None)
+    low, high = fit.conf_int(alpha=1 - confidence)[1]
+    return Estimate(metric="calibration slope", value=float(fit.params[1]), lower=float(low), upper=float(high),
+                    method="logistic recalibration (Wald)", n=y.size)
+
+
+def calibration_intercept(y, risk, *, confidence: float = 0.95) -> Estimate:
+    """Calibration-in-the-large: the intercept of a logistic regression of the outcome
+    with ``logit(risk)`` as offset (0 = ideal; < 0 means risk is over-predicted)."""
+    y, risk = _arrays(y, risk)
+    problem = _class_problem(y, min_n=2)
+    if problem:
+        return _missing("calibration intercept", "logistic, logit(risk) offset (Wald)", y.size, problem)
+    fit = _glm(y, np.ones((y.size, 1)), _logit(risk))
+    low, high = fit.conf_int(alpha=1 - confidence)[0]
+    return Estimate(metric="calibration intercept", value=float(fit.params[0]), lower=float(low), upper=float(high),
+                    method="logistic, logit(risk) offset (Wald)", n=y.size)
+
+
+def observed_expected(y, risk, *, confidence: float = 0.95) -> Estimate:
+    """Observed / expected events (1 = ideal; < 1 means risk is over-predicted)."""
+    y, risk = _arrays(y, risk)
+    observed, expected = float(y.sum()), float(risk.sum())
+    method = "delta method on log(O/E)"
+    if observed == 0 or y.size == 0:
+        return _missing("O/E", method, y.size, "insufficient data: no observed events")
+    ratio = observed / expected
+    se = math.sqrt((1 - observed / y.size) / observed)
+    z = _z(confidence)
+    return Estimate(metric="O/E", value=ratio, lower=ratio * math.exp(-z * se), upper=ratio * math.exp(z * se), method=method, n=y.size)
+
+
+@dataclass(frozen=True)
+class CalibrationCurve:
+    """Observed outcome rate per bin of predicted risk, with Wilson intervals."""
+
+    table: pd.DataFrame  # columns: bin, n, mean_predicted, observed, lower, upper
+
+
+def calibration_curve(y, risk, *, n_bins: int = 10, confidence: float = 0.95, min_cell_size: int = 11) -> CalibrationCurve:
+    """Quantile bins of predicted risk; bins smaller than ``min_cell_size`` are merged
+    into their neighbour so no plotted point rests on fewer patients than that."""
+    y, risk = _arrays(y, risk)
+    n_bins = max(1, min(n_bins, y.size // max(min_cell_size, 1)))
+    edges = np.unique(np.quantile(risk, np.linspace(0, 1, n_bins + 1)))
+    idx = np.clip(np.searchsorted(edges, risk, side="right") - 1, 0, max(len(edges) - 2, 0))
+    rows = []
+    for b in np.unique(idx):
+        sel = idx == b
+        k, n = int(y[sel].sum()), int(sel.sum())
+        ci = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+        rows.append({"bin": int(b), "n": n, "mean_predicted": float(risk[sel].mean()), "observed": k / n,
+                     "lower": float(ci.low), "upper": float(ci.high)})
+    return CalibrationCurve(table=pd.DataFrame(rows))
+
+
+def evaluate(y, risk, *, confidence: float = 0.95, n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """All discrimination and calibration metrics as one tidy table (one row each)."""
+    estimates = [
+        auroc(y, risk, confidence=confidence),
+        auprc(y, risk, confidence=confidence, n_bootstrap=n_bootstrap, seed=seed),
+        brier(y, risk, confidence=confidence, n_bootstrap=n_bootstrap, seed=seed),
+        calibration_slope(y, risk, confidence=confidence),
+        calibration_intercept(y, risk, confidence=confidence),
+        observed_expected(y, risk, confidence=confidence),
+    ]
+    return pd.DataFrame([e.as_dict() for e in estimates])
+
+
+# ------------------------------------------------------------------ label-free (CBPE)
+
+
+@dataclass(frozen=True)
+class PerformanceEstimator:
+    """Confidence-based performance estimation (CBPE).
+
+    Fitted on labelled reference data, it maps raw predicted risk to calibrated risk
+    (isotonic regression). For a period without labels it reports the performance the
+    model would have *if* outcomes followed the calibrated risk. It detects decay that
+    comes from a changed case mix (covariate shift); it cannot see a changed relation
+    between features and outcome (concept shift) — compare with realised values when the
+    labels arrive.
+    """
+
+    calibrator: IsotonicRegression
+
+    @classmethod
+    def fit(cls, y, risk) -> PerformanceEstimator:
+        y, risk = _arrays(y, risk)
+        iso = IsotonicRegression(y_min=_EPS, y_max=1 - _EPS, out_of_bounds="clip").fit(risk, y)
+        return cls(calibrator=iso)
+
+    def estimate(self, risk, *, confidence: float = 0.95, n_simulations: int = 500, seed: int = 0) -> pd.DataFrame:
+        """Expected AUROC, prevalence and Brier score for unlabelled ``risk``."""
+        risk = np.asarray(risk, dtype=float)
+        risk = risk[~np.isnan(risk)]
+        if risk.size < 2:
+            return pd.DataFrame([_missing(m, "CBPE", risk.size, _ERR_TOO_FEW.format(n=risk.size, min_n=2)).as_dict()
+                                 for m in ("AUROC", "prevalence", "Brier")])
+        p = self.calibrator.predict(risk)
+        rng = np.random.default_rng(seed)
+        sims = {"AUROC": [], "prevalence": [], "Brier": []}
+        for _ in range(n_simulations):
+            y = (rng.random(risk.size) < p).astype(np.int8)
+            sims["prevalence"].append(y.mean())
+            sims["Brier"].append(np.mean((risk - y) ** 2))
+            if 0 < y.sum() < y.size:
+                sims["AUROC"].append(roc_auc_score(y, risk))
+        point = {"AUROC": _expected_auroc(risk, p), "prevalence": float(p.mean()),
+                 "Brier": float(np.mean(p * (1 - risk) ** 2 + (1 - p) * risk**2))}
+        alpha = (1 - confidence) / 2
+        rows = []
+        for metric, values in sims.items():
+            lower, upper = np.quantile(values, [alpha, 1 - alpha])
+            rows.append(Estimate(metric=metric, value=point[metric], lower=float(lower), upper=float(upper),
+                                 method=f"CBPE (isotonic, {n_simulations} simulations)", n=int(risk.size)).as_dict())
+        return pd.DataFrame(rows)
+
+
+def _expected_auroc(scores: np.ndarray, p: np.ndarray) -> float:
+    """E[AUROC] when each label is Bernoulli(p_i), as a ratio of expected pair counts:
+    sum_{i != j} p_i (1 - p_j) [s_i > s_j] (ties count 1/2) over sum_{i != j} p_i (1 - p_j)."""
+    order = np.argsort(scores, kind="stable")
+    s, p = scores[order], p[order]
+    q = 1 - p
+    # for each i: sum of q_j over j with s_j < s_i, plus half of q_j over ties j != i
+    uniq, start = np.unique(s, return_index=True)
+    cum_q = np.concatenate([[0.0], np.cumsum(q)])
+    group = np.searchsorted(uniq, s)
+    end = np.append(start[1:], s.size)
+    below = cum_q[start[group]]
+    tied = cum_q[end[group]] - cum_q[start[group]] - q
+    concordant = float(np.sum(p * (below + 0.5 * tied)))
+    total = float(p.sum() * q.sum() - np.sum(p * q))
+    return concordant / total
+
+
+def roc_points(y, risk, *, n_points: int = 20) -> pd.DataFrame:
+    """Sensitivity and 1 - specificity at risk quantiles (so no point marks one patient)."""
+    y, risk = _arrays(y, risk)
+    thresholds = np.unique(np.quantile(risk, np.linspace(0, 1, n_points + 1)))
+    pos, neg = max(int(y.sum()), 1), max(int((1 - y).sum()), 1)
+    rows = [{"threshold": float(t), "tpr": float(((risk >= t) & (y == 1)).sum() / pos),
+             "fpr": float(((risk >= t) & (y == 0)).sum() / neg)} for t in thresholds[::-1]]
+    return pd.DataFrame([{"threshold": 1.0, "tpr": 0.0, "fpr": 0.0}, *rows, {"threshold": 0.0, "tpr": 1.0, "fpr": 1.0}])
+
+
+def headline(table: pd.DataFrame) -> str:
+    """One sentence summarising an :func:`evaluate` table for the record index."""
+    by_metric = table.set_index("metric")
+    parts = []
+    for metric in ("AUROC", "calibration slope", "O/E"):
+        if metric in by_metric.index and by_metric.loc[metric, "status"] == OK:
+            r = by_metric.loc[metric]
+            parts.append(f"{metric} {r['value']:.2f} ({r['lower']:.2f}-{r['upper']:.2f})")
+    return ", ".join(parts) if parts else "performance not estimable"

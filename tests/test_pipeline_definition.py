@@ -1,0 +1,70 @@
+"""dvc.yaml and the notebooks agree: params keys are notebook parameters with equal defaults."""
+
+from __future__ import annotations
+
+import ast
+import json
+import shlex
+
+import papermill
+import pytest
+import yaml
+
+from conftest import ROOT
+
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+NOTEBOOK_STAGES = {name: s for name, s in STAGES.items() if " notebook run " in f" {s['cmd']} "}
+
+
+def _notebook_and_params(cmd: str) -> tuple[str, list[str]]:
+    words = shlex.split(cmd)
+    notebook = words[words.index("run") + 1]
+    params = [words[i + 1] for i, w in enumerate(words) if w == "--params"]
+    return notebook, params
+
+
+def test_every_notebook_has_a_stage():
+    staged = {_notebook_and_params(s["cmd"])[0] for s in NOTEBOOK_STAGES.values()}
+    assert staged == {f"notebooks/{p.name}" for p in (ROOT / "notebooks").glob("*.ipynb")}
+
+
+@pytest.mark.parametrize("stage", sorted(NOTEBOOK_STAGES))
+def test_params_keys_are_notebook_parameters_with_the_same_defaults(stage):
+    notebook, params_files = _notebook_and_params(NOTEBOOK_STAGES[stage]["cmd"])
+    parameters = papermill.inspect_notebook(str(ROOT / notebook))
+    declared = {next(iter(p)) if isinstance(p, dict) else p for p in NOTEBOOK_STAGES[stage].get("params", [])}
+    for file in params_files:
+        assert file in declared, f"{stage}: {file} is passed to the notebook but not tracked in the stage's params"
+        for key, value in yaml.safe_load((ROOT / file).read_text()).items():
+            assert key in parameters, f"{file}:{key} is not a parameter of {notebook}"
+            default = ast.literal_eval(parameters[key]["default"])
+            assert default == value, f"{notebook}: default {key} = {default!r} but {file} says {value!r}"
+
+
+@pytest.mark.parametrize("stage", sorted(NOTEBOOK_STAGES))
+def test_notebook_deps_and_outs_are_declared(stage):
+    notebook, _ = _notebook_and_params(NOTEBOOK_STAGES[stage]["cmd"])
+    spec = NOTEBOOK_STAGES[stage]
+    assert notebook in spec["deps"]
+    stem = notebook.removeprefix("notebooks/").removesuffix(".ipynb")
+    assert {f"reports/{stem}.{ext}" for ext in ("ipynb", "html", "json")} <= set(spec["outs"])
+    for name, info in papermill.inspect_notebook(str(ROOT / notebook)).items():
+        if name.endswith(("_dir", "_path", "_file")):
+            path = (ROOT / "notebooks" / ast.literal_eval(info["default"])).resolve().relative_to(ROOT).as_posix()
+            assert path in spec["deps"], f"{stage}: notebook input {path} is not a dvc dependency"
+
+
+def test_committed_notebooks_have_no_outputs():
+    for path in (ROOT / "notebooks").glob("*.ipynb"):
+        nb = json.loads(path.read_text())
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code":
+                assert not cell.get("outputs") and cell.get("execution_count") is None, path.name
+
+
+def test_notebooks_hold_no_function_or_class_definitions():
+    for path in (ROOT / "notebooks").glob("*.ipynb"):
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] == "code":
+                tree = ast.parse("".join(cell["source"]))
+                assert not any(isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Lambda)) for n in ast.walk(tree)), path.name

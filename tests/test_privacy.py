@@ -1,0 +1,52 @@
+"""Small-cell suppression: a hidden count can be recovered neither directly nor by subtraction."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from clinval.privacy import format_count, suppression_mask
+
+
+def test_small_cells_are_hidden_and_large_cells_shown():
+    counts = pd.Series({"a": 50, "b": 12, "c": 3, "d": 0})
+    hidden = suppression_mask(counts, min_cell_size=11)
+    assert hidden["c"] and not hidden["d"]
+    # with the total published, hiding c alone would reveal it: the smallest other cell goes too
+    assert hidden["b"] and not hidden["a"]
+    assert format_count(3, True, min_cell_size=11) == "<11"
+
+
+def _recoverable_1d(values: np.ndarray, hidden: np.ndarray) -> bool:
+    """A hidden count is recoverable when it is the only hidden cell of a published total."""
+    return hidden.sum() == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=60), min_size=1, max_size=8))
+def test_no_hidden_count_is_recoverable_from_the_total(values):
+    counts = pd.Series(values, index=[f"g{i}" for i in range(len(values))])
+    hidden = suppression_mask(counts, min_cell_size=11).to_numpy()
+    small = (counts > 0) & (counts < 11)
+    assert hidden[small.to_numpy()].all(), "every small cell is hidden"
+    if hidden.any() and counts.sum() >= 11:  # a total below 11 is itself a small cell: callers hide it
+        assert not _recoverable_1d(counts.to_numpy(), hidden)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=40), min_size=6, max_size=6), st.integers(2, 3))
+def test_no_hidden_cell_of_a_cross_table_is_recoverable_from_its_margins(values, n_cols):
+    values = values[: (len(values) // n_cols) * n_cols]
+    n_rows = len(values) // n_cols
+    index = pd.MultiIndex.from_tuples(list(itertools.product(range(n_rows), range(n_cols))), names=["sex", "age_band"])
+    counts = pd.Series(values, index=index)
+    hidden = suppression_mask(counts, min_cell_size=11, lines=[["sex"], ["age_band"]])
+    grid = hidden.to_numpy().reshape(n_rows, n_cols)
+    assert grid[((counts > 0) & (counts < 11)).to_numpy().reshape(n_rows, n_cols)].all()
+    # row and column totals are published: no row or column may hold exactly one hidden cell
+    assert (grid.sum(axis=1) != 1).all()
+    assert (grid.sum(axis=0) != 1).all()
