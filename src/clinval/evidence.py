@@ -232,6 +232,18 @@ def _input_digests(notebook: Path, parameters: Mapping[str, Any], root: Path) ->
     return digests
 
 
+def _local_socket_kernel(socket_dir: Path) -> type:
+    """A kernel manager talking to the kernel over IPC sockets in a private folder: no
+    TCP port is opened, so nothing on the network can read the (patient-level) traffic."""
+    from jupyter_client.manager import KernelManager
+
+    class LocalSocketKernelManager(KernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(transport="ipc", ip=str(socket_dir / "kernel"), **kwargs)
+
+    return LocalSocketKernelManager
+
+
 def run_notebook(
     notebook: str | os.PathLike,
     *,
@@ -274,6 +286,7 @@ def run_notebook(
             papermill.execute_notebook(
                 str(notebook), str(executed), parameters=parameters, cwd=str(notebook.parent),
                 progress_bar=progress, record_timing=False, request_save_on_cell_execute=False, kernel_name="python3",
+                kernel_manager_class=_local_socket_kernel(Path(tmp)),
             )
         except papermill.PapermillExecutionError as exc:
             failed_dir.mkdir(parents=True, exist_ok=True)
