@@ -28,7 +28,16 @@ setup: .venv/.synced  ## install the locked environment into .venv
 repro: setup  ## run the DVC pipeline (a no-op when nothing changed)
 	$(RUN) dvc repro
 
-run: repro  ## the workbook, start to finish
+# The pipeline's own signer is a machine identity (like an SSH host key): its passphrase
+# comes from CLINVAL_PASSPHRASE or is generated once into the private key store (mode 600).
+KEY_STORE       := $(or $(CLINVAL_HOME),$(or $(XDG_CONFIG_HOME),$(HOME)/.config)/clinval)
+PIPELINE_SECRET := $(KEY_STORE)/pipeline.passphrase
+
+$(PIPELINE_SECRET):
+	@mkdir -p $(KEY_STORE) && umask 077 && $(PYTHON) -c "import secrets; print(secrets.token_urlsafe(24))" > $@
+
+run: repro $(if $(CLINVAL_PASSPHRASE),,$(PIPELINE_SECRET))  ## the workbook, start to finish, recorded in the ledger
+	CLINVAL_PASSPHRASE="$${CLINVAL_PASSPHRASE:-$$(cat $(PIPELINE_SECRET))}" $(RUN) clinval audit record --create-signer
 	@echo "Open: $(CURDIR)/reports/index.html"
 
 test: repro  ## nbval needs the pipeline's outputs; unit and end-to-end tests need nothing else

@@ -118,7 +118,7 @@ def test_bad_study_gives_a_clear_error_and_writes_nothing(tmp_path, case):
     )
     assert result.returncode == 2, result.stderr
     message = result.stderr.strip()
-    assert message.startswith("error: ")
+    assert message.startswith("Error: ")
     assert "Traceback" not in message
     assert "\n" not in message, "the error must be one paragraph"
     for word in words:

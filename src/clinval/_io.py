@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_text", "sha256_file", "sha256_path"]
+__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_text", "sha256_file", "sha256_path", "sha256_tree"]
 
 
 @contextlib.contextmanager
@@ -65,11 +65,24 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def sha256_tree(directory: str | os.PathLike) -> str:
+    """Hex SHA-256 of a directory: over the sorted lines ``<relative POSIX path>\\0<file
+    SHA-256>\\n`` of every regular file below it (sorted as UTF-8 bytes; empty
+    directories contribute nothing). The audit ledger records directories this way."""
+    directory = Path(directory)
+    lines = []
+    for dirpath, dirnames, filenames in os.walk(directory):
+        dirnames.sort()
+        for name in filenames:
+            full = Path(dirpath) / name
+            lines.append(f"{full.relative_to(directory).as_posix()}\0{sha256_file(full)}\n".encode())
+    lines.sort()
+    return hashlib.sha256(b"".join(lines)).hexdigest()
+
+
 def sha256_path(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, or of a directory as the digest of its sorted
-    ``relative-path NUL file-digest`` lines (hidden files included)."""
+    """:func:`sha256_file` for a file, :func:`sha256_tree` for a directory."""
     path = Path(path)
-    if path.is_file():
-        return sha256_file(path)
-    lines = sorted(f"{p.relative_to(path).as_posix()}\0{sha256_file(p)}" for p in path.rglob("*") if p.is_file())
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    if path.is_dir():
+        return sha256_tree(path)
+    return sha256_file(path)

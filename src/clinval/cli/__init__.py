@@ -26,7 +26,7 @@ class _Group(click.Group):
         except UserError as exc:
             if os.environ.get("CLINVAL_DEBUG"):
                 raise
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"Error: {exc}", err=True)
             sys.exit(2)
 
 
@@ -41,10 +41,11 @@ def main() -> None:
 
 
 def _register() -> None:
+    from clinval.cli.audit import audit, keys, sign
     from clinval.cli.notebook import notebook, report
     from clinval.cli.pipeline import prepare, score, train
 
-    for command in (prepare, train, score, notebook, report):
+    for command in (prepare, train, score, notebook, report, audit, keys, sign):
         main.add_command(command)
 
 

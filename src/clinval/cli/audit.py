@@ -1,0 +1,519 @@
+"""``clinval audit``, ``clinval keys`` and ``clinval sign``: the Part 11 commands.
+
+Exit codes: 0 success; 1 ``audit verify`` found a problem (it prints
+``CODE at seq N: message``); 2 a usage error or a refused operation (wrong
+passphrase, replayed signature, torn ledger, ...), printed as ``Error: ...``.
+Set ``CLINVAL_DEBUG=1`` to see a traceback for an unexpected internal error.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from clinval.ledger import (
+    ERROR_CODES,
+    KINDS,
+    MEANINGS,
+    CheckpointError,
+    Ledger,
+    LedgerError,
+    record_run,
+    register_key,
+    revoke_key,
+    signoff_html,
+    summarize,
+    verify,
+)
+from clinval.ledger._checkpoint import CHECKPOINT_FILE
+from clinval.signing import (
+    ENV_PASSPHRASE,
+    ENV_USER,
+    Signer,
+    SigningError,
+    create_key,
+    digest_of_target,
+    esign,
+    has_private_key,
+    load_signer,
+    private_key_path,
+)
+
+__all__ = ["EXIT_ERROR", "EXIT_VERIFY_FAILED", "audit", "keys", "sign"]
+
+EXIT_VERIFY_FAILED = 1
+EXIT_ERROR = 2
+ENV_DEBUG = "CLINVAL_DEBUG"
+
+DEFAULT_LEDGER = "audit/ledger.jsonl"
+DEFAULT_CHECKPOINTS = "audit/checkpoints"
+DEFAULT_KEYS_DIR = "audit/keys"
+PIPELINE_ACTOR = "pipeline"
+PIPELINE_NAME = "clinval pipeline"
+
+MSG_NO_SIGNER = (
+    "no private key for actor {actor!r} on this machine; pass --create-signer (uses "
+    "${env}) or run `clinval keys init --id {actor} --name \"...\"`"
+)
+MSG_CREATE_NEEDS_PASSPHRASE = (
+    "--create-signer runs non-interactively and needs the passphrase in ${env}"
+)
+MSG_NOTHING_NEW = "nothing new to record: this run is already in the ledger ({size} entries)"
+MSG_INTERNAL = "internal error: {kind}: {error} (set {env}=1 for a traceback)"
+MSG_NOT_TORN = "nothing to recover: the ledger does not end in an incomplete line"
+MSG_NAME_DIFFERS = "the key of {user!r} on this machine is for {stored!r}, not {given!r}"
+MSG_NO_INPUT = "no {what} given: enter it at the prompt or set ${env} for non-interactive use"
+MSG_NO_ENDORSER_INPUT = "the endorser's passphrase must be typed at the prompt"
+MSG_CANNOT_RECOVER = "the ledger has a problem recover cannot fix: {result}"
+MSG_OUTSIDE_ROOT = "target {target} is outside the root {root}"
+MSG_ALREADY_REGISTERED = "key {key} of {user!r} is already registered (seq {seq})"
+
+
+class CommandError(click.ClickException):
+    """A refused operation or bad input: printed as ``Error: ...``, exit code 2."""
+
+    exit_code = EXIT_ERROR
+
+
+def _friendly(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn library errors into one-line messages instead of tracebacks."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except (LedgerError, SigningError, CheckpointError) as exc:
+            raise CommandError(str(exc)) from None
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise CommandError(f"{exc.strerror or exc}{where}") from None
+        except Exception as exc:
+            if os.environ.get(ENV_DEBUG):
+                raise
+            raise CommandError(
+                MSG_INTERNAL.format(kind=type(exc).__name__, error=exc, env=ENV_DEBUG)
+            ) from None
+
+    return wrapper
+
+
+def _ledger_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --ledger, --checkpoints and --keys-dir, all relative to the current directory."""
+    options = [
+        click.option(
+            "--ledger",
+            "ledger_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=DEFAULT_LEDGER,
+            show_default=True,
+            help="The ledger file.",
+        ),
+        click.option(
+            "--checkpoints",
+            "checkpoint_dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=DEFAULT_CHECKPOINTS,
+            show_default=True,
+            help="Directory of signed checkpoints (latest.json).",
+        ),
+        click.option(
+            "--keys-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=DEFAULT_KEYS_DIR,
+            show_default=True,
+            help="Directory the public keys are exported to.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _open_ledger(ledger_path: Path, checkpoint_dir: Path, keys_dir: Path) -> Ledger:
+    return Ledger(path=ledger_path, checkpoint_dir=checkpoint_dir, keys_dir=keys_dir)
+
+
+def _passphrase(prompt: str = "Passphrase", *, confirm: bool = False) -> str:
+    """Return ``$CLINVAL_PASSPHRASE`` or ask for it with hidden input."""
+    value = os.environ.get(ENV_PASSPHRASE)
+    if value:
+        return value
+    try:
+        return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+    except click.Abort:
+        raise CommandError(MSG_NO_INPUT.format(what="passphrase", env=ENV_PASSPHRASE)) from None
+
+
+def _user_id() -> str:
+    """Return ``$CLINVAL_USER`` or ask for the user id (first signature component)."""
+    value = os.environ.get(ENV_USER)
+    if value:
+        return value
+    try:
+        return click.prompt("User id")
+    except click.Abort:
+        raise CommandError(MSG_NO_INPUT.format(what="user id", env=ENV_USER)) from None
+
+
+def _unlock() -> Signer:
+    """Ask for both signature components and unlock that user's key."""
+    user_id = _user_id()
+    return load_signer(user_id, passphrase=_passphrase(f"Passphrase for {user_id}"))
+
+
+VERIFY_HELP = (
+    "Check the whole ledger offline; exit 1 with `CODE at seq N: message` on failure.\n\n"
+    "Checks that every line is canonical JSON, chains to the previous line, carries a "
+    "valid signature by a key active at its seq, and obeys the key and signature rules; "
+    "that the ledger extends the checkpoint; with --deep, that recorded files still have "
+    "their recorded digests. The failure with the lowest seq is reported.\n\n"
+    "\b\nError codes:\n"
+    + "\n".join(f"  {code:<20} {meaning}" for code, meaning in ERROR_CODES.items())
+)
+
+
+# -- clinval audit -----------------------------------------------------------------
+@click.group()
+def audit() -> None:
+    """The audit trail: record pipeline runs, verify, show and recover the ledger.
+
+    The ledger (audit/ledger.jsonl) is append-only, hash-chained and signed; see
+    docs/ledger.md for its format and error codes.
+    """
+
+
+@audit.command()
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=".",
+    show_default=True,
+    help="Repository root; dvc.lock, reports and recorded paths are relative to it.",
+)
+@click.option("--dvc-lock", default="dvc.lock", show_default=True, help="DVC lock file, relative to --root.")
+@click.option("--reports", "reports_dir", default="reports", show_default=True, help="Directory of evidence records (*.json), relative to --root.")
+@click.option("--actor", default=PIPELINE_ACTOR, show_default=True, help="User id of the recording signer.")
+@click.option("--printed-name", default=PIPELINE_NAME, show_default=True, help="Printed name used if --create-signer creates the key.")
+@click.option(
+    "--create-signer",
+    is_flag=True,
+    help=f"If this machine has no key for --actor, create one non-interactively with ${ENV_PASSPHRASE}.",
+)
+@_ledger_options
+@_friendly
+def record(
+    root: Path,
+    dvc_lock: str,
+    reports_dir: str,
+    actor: str,
+    printed_name: str,
+    create_signer: bool,
+    ledger_path: Path,
+    checkpoint_dir: Path,
+    keys_dir: Path,
+) -> None:
+    """Append what the last `dvc repro` produced, once per distinct run.
+
+    Records the dvc.lock digest and every stage output's digest (pipeline_run), each
+    new alert in reports/*.json (drift_alert or fairness_alert) with its review-queue
+    pull (data_pull), and each new retraining candidate (retrain). Recording an
+    unchanged run appends nothing. On an empty ledger the signer's key is registered
+    first, as the genesis entry.
+    """
+    if has_private_key(actor):
+        signer = load_signer(actor, passphrase=_passphrase(f"Passphrase for {actor}"))
+    elif create_signer:
+        passphrase = os.environ.get(ENV_PASSPHRASE)
+        if not passphrase:
+            raise CommandError(MSG_CREATE_NEEDS_PASSPHRASE.format(env=ENV_PASSPHRASE))
+        signer = create_key(user_id=actor, printed_name=printed_name, passphrase=passphrase)
+        click.echo(f"created signing key {signer.key_id} for {actor!r} at {private_key_path(actor)}")
+    else:
+        raise CommandError(MSG_NO_SIGNER.format(actor=actor, env=ENV_PASSPHRASE))
+    ledger = _open_ledger(ledger_path, checkpoint_dir, keys_dir)
+    result = record_run(ledger, signer=signer, root=root, dvc_lock=dvc_lock, reports_dir=reports_dir)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if not result.appended:
+        click.echo(MSG_NOTHING_NEW.format(size=len(ledger)))
+        return
+    for entry in result.appended:
+        click.echo(f"seq {entry.seq}: {entry.kind}: {summarize(entry)}")
+
+
+@audit.command(name="verify", help=VERIFY_HELP)
+@click.option("--deep", is_flag=True, help="Also re-hash every file the ledger refers to (latest record per path).")
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A checkpoint kept from earlier; proves the ledger only grew since. "
+    "Default: <checkpoints>/latest.json if it exists.",
+)
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=".",
+    show_default=True,
+    help="Directory recorded paths are relative to (for --deep).",
+)
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes for signature checks (default: all CPUs for large ledgers).")
+@_ledger_options
+@_friendly
+def verify_command(
+    deep: bool,
+    checkpoint: Path | None,
+    root: Path,
+    workers: int | None,
+    ledger_path: Path,
+    checkpoint_dir: Path,
+    keys_dir: Path,
+) -> None:
+    """Check the whole ledger offline (help text: ``VERIFY_HELP``)."""
+    if checkpoint is None and (checkpoint_dir / CHECKPOINT_FILE).exists():
+        checkpoint = checkpoint_dir / CHECKPOINT_FILE
+    if not ledger_path.exists():
+        click.echo(f"warning: {ledger_path} does not exist; verifying an empty ledger", err=True)
+    result = verify(ledger_path, deep=deep, checkpoint=checkpoint, root=root, workers=workers)
+    click.echo(str(result))
+    if result.ok and result.checkpoint is not None:
+        click.echo(f"checkpoint {checkpoint}: the ledger extends its {result.checkpoint.size} entries")
+    if result.ok and deep:
+        click.echo(f"{result.files_checked} recorded files re-hashed and unchanged")
+    if not result.ok:
+        raise click.exceptions.Exit(EXIT_VERIFY_FAILED)
+
+
+
+
+@audit.command()
+@click.option("--kind", type=click.Choice(sorted(KINDS)), default=None, help="Show only entries of this kind.")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write a self-contained sign-off page (printed name, UTC time, meaning of every signature) to this file.",
+)
+@_ledger_options
+@_friendly
+def show(
+    kind: str | None,
+    html_path: Path | None,
+    ledger_path: Path,
+    checkpoint_dir: Path,
+    keys_dir: Path,
+) -> None:
+    """Print the audit trail, one entry per line: seq, UTC time, kind, actor, what."""
+    ledger = _open_ledger(ledger_path, checkpoint_dir, keys_dir)
+    entries = list(ledger.entries())
+    if html_path is not None:
+        page = signoff_html(entries, keys=ledger.registered_keys(), verification=verify(ledger_path))
+        html_path.parent.mkdir(parents=True, exist_ok=True)
+        html_path.write_text(page, encoding="utf-8")
+        click.echo(f"wrote sign-off page {html_path}")
+        return
+    if not entries:
+        click.echo("the ledger is empty")
+    for entry in entries:
+        if kind is None or entry.kind == kind:
+            click.echo(f"{entry.seq:>6}  {entry.time}  {entry.kind:<14}  {entry.actor:<12}  {summarize(entry)}")
+
+
+@audit.command()
+@click.option("--reason", default="interrupted append (torn tail)", show_default=True, help="Why the tail is being removed; recorded in the recovery entry.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_ledger_options
+@_friendly
+def recover(reason: str, yes: bool, ledger_path: Path, checkpoint_dir: Path, keys_dir: Path) -> None:
+    """Remove an incomplete last line left by a crash, and log a recovery entry.
+
+    Only a torn tail (a final line without its newline) is ever removed; its bytes are
+    kept in the recovery entry. Asks for your user id and passphrase to sign it.
+    Refuses if the local checkpoint vouches for the incomplete entry.
+    """
+    result = verify(ledger_path)
+    if result.ok or result.code != "TORN_TAIL":
+        if result.ok:
+            click.echo(MSG_NOT_TORN)
+            return
+        raise CommandError(MSG_CANNOT_RECOVER.format(result=result))
+    click.echo(str(result))
+    if not yes:
+        click.confirm("Truncate the incomplete line and record a recovery entry?", abort=True)
+    signer = _unlock()
+    entry = _open_ledger(ledger_path, checkpoint_dir, keys_dir).recover(signer=signer, reason=reason)
+    if entry is None:
+        click.echo(MSG_NOT_TORN)
+        return
+    click.echo(f"seq {entry.seq}: recovery: {summarize(entry)}")
+
+
+# -- clinval keys ------------------------------------------------------------------
+@click.group()
+def keys() -> None:
+    """Signing keys: create and register, revoke, list.
+
+    Private keys live outside the repository in the user's key store
+    ($CLINVAL_HOME/keys or the user config directory), encrypted with a passphrase;
+    public keys are registered in the ledger and exported to audit/keys/.
+    """
+
+
+@keys.command(name="init")
+@click.option("--id", "user_id", required=True, help="Your unique user id (e.g. jsmith).")
+@click.option("--name", "printed_name", required=True, help="Your printed name, shown with every signature.")
+@click.option(
+    "--endorse-by",
+    default=None,
+    help="User id whose key endorses this one; needed when the user id already has a "
+    "registered key (the same user's active key or the genesis key).",
+)
+@_ledger_options
+@_friendly
+def keys_init(
+    user_id: str,
+    printed_name: str,
+    endorse_by: str | None,
+    ledger_path: Path,
+    checkpoint_dir: Path,
+    keys_dir: Path,
+) -> None:
+    """Create your Ed25519 key (passphrase-protected) and register it in the ledger.
+
+    The passphrase is read from $CLINVAL_PASSPHRASE or asked twice. If this machine
+    already has your key, it is unlocked and registered in this ledger instead. On an
+    empty ledger the key becomes the genesis key.
+    """
+    ledger = _open_ledger(ledger_path, checkpoint_dir, keys_dir)
+    if has_private_key(user_id):
+        signer = load_signer(user_id, passphrase=_passphrase(f"Passphrase for {user_id}"))
+        if signer.printed_name != printed_name:
+            raise CommandError(
+                MSG_NAME_DIFFERS.format(user=user_id, stored=signer.printed_name, given=printed_name)
+            )
+        for key in ledger.registered_keys():
+            if key.key_id == signer.key_id:
+                raise CommandError(
+                    MSG_ALREADY_REGISTERED.format(key=key.key_id, user=user_id, seq=key.added_seq)
+                )
+    else:
+        signer = create_key(
+            user_id=user_id,
+            printed_name=printed_name,
+            passphrase=_passphrase("New passphrase", confirm=True),
+        )
+        click.echo(f"created key {signer.key_id} at {private_key_path(user_id)}")
+    endorser = None
+    if endorse_by is not None:
+        try:
+            endorser_passphrase = click.prompt(f"Passphrase for {endorse_by}", hide_input=True)
+        except click.Abort:
+            raise CommandError(MSG_NO_ENDORSER_INPUT) from None
+        endorser = load_signer(endorse_by, passphrase=endorser_passphrase)
+    entry = register_key(ledger, signer=signer, endorser=endorser)
+    click.echo(f"seq {entry.seq}: key_added: {summarize(entry)}")
+
+
+@keys.command(name="revoke")
+@click.argument("key_id")
+@click.option("--reason", required=True, help="Why the key is revoked (lost, left the organisation, ...).")
+@_ledger_options
+@_friendly
+def keys_revoke(key_id: str, reason: str, ledger_path: Path, checkpoint_dir: Path, keys_dir: Path) -> None:
+    """Revoke KEY_ID: nothing it signs after this entry counts.
+
+    Signed by the key itself or by the genesis key: asks for that user id and
+    passphrase ($CLINVAL_USER / $CLINVAL_PASSPHRASE when set).
+    """
+    signer = _unlock()
+    entry = revoke_key(
+        _open_ledger(ledger_path, checkpoint_dir, keys_dir), key_id=key_id, reason=reason, signer=signer
+    )
+    click.echo(f"seq {entry.seq}: key_revoked: {summarize(entry)}")
+
+
+@keys.command(name="list")
+@_ledger_options
+@_friendly
+def keys_list(ledger_path: Path, checkpoint_dir: Path, keys_dir: Path) -> None:
+    """List the keys the ledger registered, their status, and which are on this machine."""
+    registered = _open_ledger(ledger_path, checkpoint_dir, keys_dir).registered_keys()
+    if not registered:
+        click.echo("no keys registered")
+        return
+    genesis = registered[0].key_id
+    for key in registered:
+        status = "active" if key.revoked_seq is None else f"revoked@{key.revoked_seq}"
+        notes = ["genesis"] if key.key_id == genesis else []
+        if key.endorsed_by:
+            notes.append(f"endorsed by {key.endorsed_by}")
+        if has_private_key(key.user_id):
+            notes.append("private key on this machine")
+        click.echo(
+            f"{key.key_id}  {key.user_id:<12}  {key.printed_name:<24}  added@{key.added_seq:<5}  "
+            f"{status:<12}  {', '.join(notes)}".rstrip()
+        )
+
+
+# -- clinval sign --------------------------------------------------------------------
+@click.command()
+@click.option("--meaning", type=click.Choice(MEANINGS), required=True, help="What your signature means.")
+@click.option("--target", required=True, help="What you sign: a ledger seq (e.g. 12) or a path relative to --root.")
+@click.option("--reason", required=True, help="Why you sign, in your words; recorded with the signature.")
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=".",
+    show_default=True,
+    help="Repository root that a path --target is relative to.",
+)
+@_ledger_options
+@_friendly
+def sign(
+    meaning: str,
+    target: str,
+    reason: str,
+    root: Path,
+    ledger_path: Path,
+    checkpoint_dir: Path,
+    keys_dir: Path,
+) -> None:
+    """Sign a ledger entry or a file electronically (21 CFR Part 11).
+
+    Asks for your user id and passphrase ($CLINVAL_USER / $CLINVAL_PASSPHRASE when
+    set), binds the signature to the SHA-256 of the target so it cannot be moved, and
+    records your printed name, the UTC time and the meaning. Signing the same target
+    with the same meaning twice is refused.
+    """
+    ledger = _open_ledger(ledger_path, checkpoint_dir, keys_dir)
+    target_ref = _relative_target(target, root)
+    digest = digest_of_target(ledger, target_ref, root=root)
+    click.echo(f"signing {target_ref} (sha256 {digest}) as {meaning.upper()}")
+    signer = _unlock()
+    entry = esign(
+        ledger, signer=signer, target_ref=target_ref, target_digest=digest, meaning=meaning, reason=reason
+    )
+    click.echo(
+        f"seq {entry.seq}: {meaning.upper()} by {signer.printed_name} ({signer.user_id}) at {entry.time}"
+    )
+
+
+def _relative_target(target: str, root: Path) -> str:
+    """Turn an existing path given relative to the shell or absolute into one under ``root``."""
+    if target.isdigit() or target.startswith("seq:"):
+        return target
+    candidate = Path(target)
+    if candidate.is_absolute() or candidate.exists():
+        try:
+            return candidate.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            raise CommandError(MSG_OUTSIDE_ROOT.format(target=target, root=root)) from None
+    return candidate.as_posix()
+

@@ -1,0 +1,106 @@
+"""The `Ledger` object: reading, finding, checkpoints, exported keys, recovery limits."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from clinval.ledger import (
+    ERROR_CODES,
+    ErrorCode,
+    LedgerError,
+    read_checkpoint,
+    verify,
+)
+
+
+def test_entries_find_and_len(standard):
+    entries = list(standard.ledger.entries())
+
+    assert [entry.seq for entry in entries] == list(range(10)) == list(range(len(standard.ledger)))
+    assert entries[4].digest == entries[5].prev
+    assert [e.seq for e in standard.ledger.find(kind="esig")] == [6, 9]
+    assert [e.seq for e in standard.ledger.find(kind="esig", meaning="approved")] == [6]
+    assert [e.seq for e in standard.ledger.find(alert_id="a1")] == [4, 5]
+    assert standard.ledger.find(kind="retrain", candidate_id="nope") == []
+
+
+def test_readers_skip_an_incomplete_last_line(standard):
+    with open(standard.path, "ab") as handle:
+        handle.write(b'{"actor":"pipe')
+
+    assert len(list(standard.ledger.entries())) == 10
+    assert len(standard.ledger) == 10
+
+
+def test_every_append_leaves_a_signed_checkpoint_of_the_new_head(standard):
+    checkpoint = read_checkpoint(standard.checkpoint)
+    entries = list(standard.ledger.entries())
+
+    assert (checkpoint.size, checkpoint.head) == (10, entries[-1].digest)
+    assert (checkpoint.signer, checkpoint.key) == ("alice", standard.signers["alice"].key_id)
+
+
+def test_registered_public_keys_are_exported_and_usable(standard):
+    for name in ("pipeline", "alice", "bob"):
+        signer = standard.signers[name]
+        exported = json.loads((standard.root / "audit" / "keys" / f"{signer.key_id}.json").read_text())
+        public_key = load_pem_public_key(exported["public_key_pem"].encode())
+        public_key.verify(signer.sign(b"probe"), b"probe")
+        assert (exported["user_id"], exported["printed_name"]) == (name, signer.printed_name)
+
+
+def test_registered_keys_report_revocation(standard):
+    keys = {key.user_id: key for key in standard.ledger.registered_keys()}
+
+    assert keys["bob"].revoked_seq == 7 and not keys["bob"].active_at(8)
+    assert keys["alice"].revoked_seq is None and keys["alice"].active_at(10)
+
+
+def test_recover_refuses_when_the_checkpoint_vouches_for_the_torn_line(standard):
+    data = standard.path.read_bytes()
+    standard.path.write_bytes(data[:-1])  # drop the last newline: looks torn
+
+    with pytest.raises(LedgerError) as refused:
+        standard.ledger.recover(signer=standard.signers["pipeline"], reason="crash?")
+
+    assert refused.value.code == ErrorCode.TRUNCATED
+    assert standard.path.read_bytes() == data[:-1]
+
+
+def test_appends_refuse_to_extend_a_damaged_ledger(standard):
+    lines = standard.lines()
+    lines[3] = lines[3].replace(b'"seq":3', b'"seq":33')
+    standard.path.write_bytes(b"".join(line + b"\n" for line in lines))
+    fresh = type(standard.ledger)(path=standard.path)
+
+    with pytest.raises(LedgerError) as refused:
+        fresh.append(kind="model_version", body={}, signer=standard.signers["pipeline"])
+
+    assert (refused.value.code, refused.value.seq) == (ErrorCode.SEQ_GAP, 3)
+
+
+def test_a_ledger_rewritten_under_a_live_writer_is_noticed(standard):
+    lines = standard.lines()
+    lines[-1] = lines[-1].replace(b"read the drift record", b"read the drift RECORD")
+    standard.path.write_bytes(b"".join(line + b"\n" for line in lines))
+
+    with pytest.raises(LedgerError) as refused:
+        standard.ledger.append(kind="model_version", body={}, signer=standard.signers["pipeline"])
+
+    assert refused.value.code == ErrorCode.INCONSISTENT
+
+
+def test_error_codes_are_documented_once_each():
+    assert len(ERROR_CODES) == len(set(ERROR_CODES)) == 14
+    assert all(meaning and len(meaning) < 100 for meaning in ERROR_CODES.values())
+
+
+def test_verify_result_reads_like_the_cli(standard):
+    ok = verify(standard.path)
+    assert str(ok).startswith("OK: 10 entries verified")
+    assert (ok.size, ok.head) == (10, list(standard.ledger.entries())[-1].digest)
+    with pytest.raises(ValueError, match="needs root"):
+        verify(standard.path, deep=True)
