@@ -68,3 +68,51 @@ def test_notebooks_hold_no_function_or_class_definitions():
             if cell["cell_type"] == "code":
                 tree = ast.parse("".join(cell["source"]))
                 assert not any(isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Lambda)) for n in ast.walk(tree)), path.name
+
+
+def _clinval_imports(source: str, package_dir) -> set[str]:
+    """clinval module files a piece of code imports (directly)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("clinval"):
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names if a.name.startswith("clinval")]
+        for name in names:
+            rel = name.split(".")[1:]
+            for candidate in (package_dir.joinpath(*rel).with_suffix(".py"), package_dir.joinpath(*rel, "__init__.py")):
+                if candidate.exists():
+                    found.add(candidate)
+    return found
+
+
+def _closure(files: set, package_dir) -> set:
+    seen, todo = set(), list(files)
+    while todo:
+        f = todo.pop()
+        if f in seen:
+            continue
+        seen.add(f)
+        parents = [p / "__init__.py" for p in f.parents if p != package_dir.parent and package_dir in (p, *p.parents)]
+        todo.extend(p for p in parents if p.exists())
+        todo.extend(_clinval_imports(f.read_text(), package_dir))
+    return seen
+
+
+@pytest.mark.parametrize("stage", sorted(NOTEBOOK_STAGES))
+def test_notebook_stages_depend_on_every_clinval_module_they_run(stage):
+    """A module the record's bytes depend on but DVC does not track would make a clean
+    clone produce different outputs than dvc.lock records."""
+    notebook, _ = _notebook_and_params(NOTEBOOK_STAGES[stage]["cmd"])
+    package = ROOT / "src" / "clinval"
+    code = "\n".join("".join(c["source"]) for c in json.loads((ROOT / notebook).read_text())["cells"] if c["cell_type"] == "code")
+    needed = _closure(_clinval_imports(code, package) | _clinval_imports("from clinval import evidence", package), package)
+    deps = NOTEBOOK_STAGES[stage]["deps"]
+
+    def covered(path):
+        rel = path.relative_to(ROOT).as_posix()
+        return any(rel == d or rel.startswith(d.rstrip("/") + "/") for d in deps)
+
+    missing = sorted(p.relative_to(ROOT).as_posix() for p in needed if not covered(p))
+    assert not missing, f"{stage}: add to deps in dvc.yaml: {missing}"
