@@ -158,3 +158,11 @@ def test_cbpe_tracks_a_pure_case_mix_shift():
     realised = roc_auc_score(y_new[low], risk_new[low])
     assert estimate["lower"] - 0.01 <= realised <= estimate["upper"] + 0.01
     assert estimate["value"] < pf.auroc(y_ref, risk_ref).value - 0.03
+
+
+def test_calibration_curve_merges_bins_that_ties_leave_small():
+    # found by the fairness audit: tied risks gave a bin of 8 patients
+    risk = np.repeat([0.1, 0.2, 0.3], [8, 13, 23])
+    y = (np.arange(44) % 3 == 0).astype(int)
+    curve = pf.calibration_curve(y, risk, n_bins=4, min_cell_size=11).table
+    assert curve["n"].min() >= 11 and curve["n"].sum() == 44

@@ -571,18 +571,16 @@ def numeric_histogram(values: pd.Series, *, min_cell_size: int, max_bins: int = 
     """Histogram of a numeric feature whose every bin holds at least ``min_cell_size``
     patients: edges at quantiles, merged until no bin is small. Columns ``left``,
     ``right``, ``n``, ``density``."""
+    from clinval.privacy import bin_index, pooled_bin_edges
+
     x = values.dropna().to_numpy(dtype=float)
     if x.size < min_cell_size:
         return pd.DataFrame(columns=["left", "right", "n", "density"])
-    n_bins = max(1, min(max_bins, x.size // min_cell_size))
-    edges = np.unique(np.quantile(x, np.linspace(0, 1, n_bins + 1)))
-    if edges.size < 2:
-        edges = np.array([x.min() - 0.5, x.max() + 0.5])
-    counts = np.histogram(x, bins=edges)[0]
-    while counts.size > 1 and counts.min() < min_cell_size:
-        i = int(np.argmin(counts))
-        drop = i + 1 if i == 0 or (i < counts.size - 1 and counts[i + 1] < counts[i - 1]) else i
-        edges = np.delete(edges, drop)
-        counts = np.histogram(x, bins=edges)[0]
+    edges = pooled_bin_edges(x, n_bins=max_bins, min_cell_size=min_cell_size)
+    if edges[0] == edges[-1]:
+        edges = np.array([edges[0] - 0.5, edges[0] + 0.5])
+    counts = np.bincount(bin_index(x, edges), minlength=edges.size - 1)
+    if np.all(x == np.round(x)):  # whole numbers (age in years): draw bins between half-units
+        edges = np.append(edges[:-1] - 0.5, edges[-1] + 0.5)
     widths = np.diff(edges)
     return pd.DataFrame({"left": edges[:-1], "right": edges[1:], "n": counts, "density": counts / (x.size * widths)})

@@ -46,6 +46,7 @@ __all__ = [
     "calibration_intercept",
     "calibration_slope",
     "evaluate",
+    "evaluate_periods",
     "headline",
     "roc_points",
     "observed_expected",
@@ -292,10 +293,10 @@ class CalibrationCurve:
 def calibration_curve(y, risk, *, n_bins: int = 10, confidence: float = 0.95, min_cell_size: int = 11) -> CalibrationCurve:
     """Quantile bins of predicted risk; bins smaller than ``min_cell_size`` are merged
     into their neighbour so no plotted point rests on fewer patients than that."""
+    from clinval.privacy import bin_index, pooled_bin_edges
+
     y, risk = _arrays(y, risk)
-    n_bins = max(1, min(n_bins, y.size // max(min_cell_size, 1)))
-    edges = np.unique(np.quantile(risk, np.linspace(0, 1, n_bins + 1)))
-    idx = np.clip(np.searchsorted(edges, risk, side="right") - 1, 0, max(len(edges) - 2, 0))
+    idx = bin_index(risk, pooled_bin_edges(risk, n_bins=n_bins, min_cell_size=min_cell_size))
     rows = []
     for b in np.unique(idx):
         sel = idx == b
@@ -406,3 +407,27 @@ def headline(table: pd.DataFrame) -> str:
             r = by_metric.loc[metric]
             parts.append(f"{metric} {r['value']:.2f} ({r['lower']:.2f}-{r['upper']:.2f})")
     return ", ".join(parts) if parts else "performance not estimable"
+
+
+LABELS_PENDING = "insufficient data: labels not yet available"
+
+
+def evaluate_periods(log: pd.DataFrame, *, periods: list[str] | tuple[str, ...] | None = None,
+                     unlabelled: tuple[str, ...] = (), confidence: float = 0.95, n_bootstrap: int = 1000,
+                     seed: int = 0) -> pd.DataFrame:
+    """:func:`evaluate` for every period of a prediction log, in period order.
+
+    Periods listed in ``unlabelled`` are treated as if their outcomes had not arrived:
+    every metric says so in ``status``; use :class:`PerformanceEstimator` for them.
+    """
+    periods = list(periods) if periods is not None else list(pd.unique(log["period"]))
+    tables = []
+    for period in periods:
+        rows = log[log["period"] == period]
+        if period in unlabelled or rows["label"].isna().all():
+            table = evaluate(np.array([]), np.array([]), n_bootstrap=n_bootstrap).assign(status=LABELS_PENDING, n=len(rows))
+        else:
+            table = evaluate(rows["label"], rows["predicted_risk"], confidence=confidence, n_bootstrap=n_bootstrap, seed=seed)
+        tables.append(table.assign(period=period))
+    out = pd.concat(tables, ignore_index=True)
+    return out[["period", *[c for c in out.columns if c != "period"]]]
