@@ -42,10 +42,11 @@ def main() -> None:
 
 def _register() -> None:
     from clinval.cli.audit import audit, keys, sign
+    from clinval.cli.drift import drift
     from clinval.cli.notebook import notebook, report
     from clinval.cli.pipeline import prepare, score, train
 
-    for command in (prepare, train, score, notebook, report, audit, keys, sign):
+    for command in (prepare, train, score, notebook, report, drift, audit, keys, sign):
         main.add_command(command)
 
 
