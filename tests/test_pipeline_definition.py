@@ -51,7 +51,8 @@ def test_notebook_deps_and_outs_are_declared(stage):
     for name, info in papermill.inspect_notebook(str(ROOT / notebook)).items():
         if name.endswith(("_dir", "_path", "_file")):
             path = (ROOT / "notebooks" / ast.literal_eval(info["default"])).resolve().relative_to(ROOT).as_posix()
-            assert path in spec["deps"], f"{stage}: notebook input {path} is not a dvc dependency"
+            params_files = {next(iter(p)) if isinstance(p, dict) else p for p in spec.get("params", [])}
+            assert path in spec["deps"] or path in params_files, f"{stage}: notebook input {path} is tracked neither as a dep nor as params"
 
 
 def test_committed_notebooks_have_no_outputs():

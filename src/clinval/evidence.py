@@ -35,7 +35,7 @@ import pandas as pd
 from clinval import __version__
 from clinval._io import atomic_write_bytes, atomic_write_text, sha256_path
 
-__all__ = ["EVIDENCE_MIME", "NotebookFailed", "RecordPaths", "show", "run_notebook", "to_jsonable", "read_record"]
+__all__ = ["EVIDENCE_MIME", "NotebookFailed", "RecordPaths", "interval_view", "read_record", "run_notebook", "show", "to_jsonable"]
 
 EVIDENCE_MIME = "application/vnd.clinval.evidence+json"
 """The output mimetype under which :func:`show` stores a value for the JSON record."""
@@ -64,7 +64,7 @@ def to_jsonable(value: Any) -> Any:
     NaN and infinities become ``null``: the accompanying ``status`` says why.
     """
     if isinstance(value, pd.DataFrame):
-        frame = value.reset_index() if not isinstance(value.index, pd.RangeIndex) else value
+        frame = _visible_index(value)
         return [to_jsonable(dict(zip(map(str, frame.columns), row))) for row in frame.itertuples(index=False)]
     if isinstance(value, pd.Series):
         return {str(k): to_jsonable(v) for k, v in value.items()}
@@ -95,15 +95,23 @@ def _format_cell(value: Any) -> tuple[str, str]:
     if isinstance(value, (bool, np.bool_)):
         return ("yes" if value else "no"), "text"
     if isinstance(value, (int, np.integer)):
-        return f"{int(value):,}", ""
+        return str(int(value)), ""
     if isinstance(value, (float, np.floating)):
-        return (f"{value:,.0f}" if float(value).is_integer() and abs(value) >= 1000 else f"{value:.3f}"), ""
+        if float(value).is_integer() and abs(value) >= 1000:
+            return f"{value:,.0f}", ""
+        return (f"{value:.1e}" if 0 < abs(value) < 0.001 else f"{value:.3f}"), ""
     return html.escape(str(value)), "text"
+
+
+def _visible_index(frame: pd.DataFrame) -> pd.DataFrame:
+    """Keep a meaningful index as columns; drop a plain row-number index (e.g. after filtering)."""
+    plain = frame.index.name is None and not isinstance(frame.index, pd.MultiIndex) and pd.api.types.is_integer_dtype(frame.index)
+    return frame.reset_index(drop=plain) if not isinstance(frame.index, pd.RangeIndex) else frame
 
 
 def html_table(frame: pd.DataFrame, *, caption: str | None = None) -> str:
     """A compact HTML table for a record (no index, fixed number formatting)."""
-    frame = frame.reset_index() if not isinstance(frame.index, pd.RangeIndex) else frame
+    frame = _visible_index(frame)
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     rows = []
     for row in frame.itertuples(index=False):
@@ -121,35 +129,60 @@ def _html_for(value: Any, caption: str | None) -> str:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = to_jsonable(value)
     if isinstance(value, Mapping):
-        frame = pd.DataFrame({"item": list(map(str, value)), "value": [v if not isinstance(v, (list, dict)) else json.dumps(to_jsonable(v)) for v in value.values()]})
+        frame = pd.DataFrame({"item": list(map(str, value)), "value": [v if not isinstance(v, (list, dict)) else json.dumps(to_jsonable(v), ensure_ascii=False) for v in value.values()]})
         return html_table(frame, caption=caption)
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, Mapping) for v in value):
-        return html_table(pd.DataFrame([to_jsonable(v) for v in value]), caption=caption)
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, Mapping) or dataclasses.is_dataclass(v) for v in value):
+        rows = [{k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v for k, v in to_jsonable(item).items()} for item in value]
+        return html_table(pd.DataFrame(rows), caption=caption)
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        return "<ul>" + "".join(f"<li>{html.escape(v)}</li>" for v in value) + "</ul>"
     text = html.escape(str(value)) if not isinstance(value, (list, tuple)) else html.escape(", ".join(map(str, value))) or "none"
     return f"<p>{text}</p>"
 
 
-class _Shown:
-    """A display bundle: HTML for people, the same value as JSON for the record."""
+def interval_view(table: pd.DataFrame, *, rows: str | list[str], columns: str, digits: int = 2) -> pd.DataFrame:
+    """A compact wide view of a tidy estimates table: one cell per (rows, columns) reading
+    ``value (lower-upper)``, or the row's status when it is not ``ok`` (e.g. suppressed,
+    insufficient data). For people; record the tidy table itself with :func:`show`."""
 
-    def __init__(self, key: str, value: Any, caption: str | None):
-        self.key, self.value, self.caption = key, value, caption
+    def cell(r) -> str:
+        status = str(r.get("status", "ok"))
+        if status != "ok" or pd.isna(r["value"]):
+            return status.split(":")[0]
+        if pd.isna(r.get("lower")) or pd.isna(r.get("upper")):
+            return f"{r['value']:.{digits}f}"
+        return f"{r['value']:.{digits}f} ({r['lower']:.{digits}f}-{r['upper']:.{digits}f})"
+
+    rows = [rows] if isinstance(rows, str) else list(rows)
+    cells = table.assign(_cell=[cell(r) for r in table.to_dict("records")])
+    wide = cells.pivot_table(index=rows, columns=columns, values="_cell", aggfunc="first", sort=False)
+    wide.columns.name = None
+    return wide.reset_index()
+
+
+class _Shown:
+    """A display bundle: HTML for people, the full value as JSON for the record."""
+
+    def __init__(self, key: str, value: Any, caption: str | None, view: Any):
+        self.key, self.value, self.caption, self.view = key, value, caption, view
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         payload = {"key": self.key, "value": to_jsonable(self.value)}
-        return {"text/html": _html_for(self.value, self.caption), "text/plain": f"<{self.key}>", EVIDENCE_MIME: payload}
+        return {"text/html": _html_for(self.view, self.caption), "text/plain": f"<{self.key}>", EVIDENCE_MIME: payload}
 
 
-def show(value: Any, *, key: str, caption: str | None = None) -> None:
+def show(value: Any, *, key: str, caption: str | None = None, view: Any = None) -> None:
     """Display ``value`` in the notebook and record it under ``key`` in the JSON record.
 
-    ``value`` may be a DataFrame, Series, dataclass, mapping, list of mappings, number or
-    sentence. Keys ``status`` (a one-line summary for the index), ``alerts`` and
-    ``candidates`` are lifted to the top level of the JSON record.
+    ``value`` may be a DataFrame, Series, dataclass, mapping, list of mappings or
+    dataclasses, number or sentence. ``view`` is an optional compact presentation of the
+    same results for people (e.g. a wide table of "value (lower-upper)" cells); the JSON
+    record always holds the full ``value``. Keys ``status`` (a one-line summary for the
+    index), ``alerts`` and ``candidates`` are lifted to the top level of the JSON record.
     """
     from IPython.display import display
 
-    display(_Shown(key, value, caption))
+    display(_Shown(key, value, caption, value if view is None else view))
 
 
 # --------------------------------------------------------------------------- running

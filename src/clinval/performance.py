@@ -59,6 +59,7 @@ _ERR_ONE_CLASS = "insufficient data: only one outcome class ({n_pos} events, {n_
 _ERR_TOO_FEW = "insufficient data: {n} records (need at least {min_n})"
 _ERR_FEW_PER_CLASS = "insufficient data: {n_pos} events and {n_neg} non-events (need at least {k} of each)"
 _MIN_BOOTSTRAP_N = 10
+_MIN_EVENTS_FOR_SLOPE = 10
 
 
 @dataclass(frozen=True)
@@ -243,9 +244,11 @@ def _glm(y: np.ndarray, exog: np.ndarray, offset: np.ndarray | None):
 
 def calibration_slope(y, risk, *, confidence: float = 0.95) -> Estimate:
     """Calibration slope: the coefficient of ``logit(risk)`` in a logistic regression of
-    the outcome on it (1 = ideal; < 1 means predictions are too extreme)."""
+    the outcome on it (1 = ideal; < 1 means predictions are too extreme). Needs at least
+    10 events and 10 non-events; fewer give "insufficient data"."""
     y, risk = _arrays(y, risk)
-    problem = _class_problem(y, min_n=3)
+    # below ~10 events the slope's sampling distribution is far from its Wald approximation
+    problem = _class_problem(y, min_n=3, min_per_class=_MIN_EVENTS_FOR_SLOPE)
     if problem:
         return _missing("calibration slope", "logistic recalibration (Wald)", y.size, problem)
     lp = _logit(risk)

@@ -1,23 +1,72 @@
-"""Shared pieces of the CLI: reading params files and the errors a user can fix."""
+"""Shared pieces of the CLI: errors a user can fix, params files, ledger options, signers.
+
+Every command is wrapped in :func:`friendly`: an error in the user's input or a refused
+operation prints ``Error: <one paragraph>`` and exits with status 2; an unexpected
+internal error says so in one line (set ``CLINVAL_DEBUG=1`` for the traceback).
+"""
 
 from __future__ import annotations
 
+import functools
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import click
 import yaml
 
+EXIT_ERROR = 2
+ENV_DEBUG = "CLINVAL_DEBUG"
+DEFAULT_LEDGER = "audit/ledger.jsonl"
+DEFAULT_CHECKPOINTS = "audit/checkpoints"
+DEFAULT_KEYS_DIR = "audit/keys"
 
-class UserError(Exception):
-    """An error in the user's input, shown as one paragraph without a traceback."""
+MSG_INTERNAL = "internal error: {kind}: {error} (set {env}=1 for a traceback)"
+MSG_NO_INPUT = "no {what} given: enter it at the prompt or set ${env} for non-interactive use"
 
 
-# exceptions the library raises for bad input; the CLI shows their message as is
-def user_errors() -> tuple[type[BaseException], ...]:
+class UserError(click.ClickException):
+    """Bad input or a refused operation: printed as ``Error: ...``, exit status 2."""
+
+    exit_code = EXIT_ERROR
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions the library raises for bad input or refused operations."""
     from clinval.data import StudyError
     from clinval.evidence import NotebookFailed
+    from clinval.ledger import CheckpointError, LedgerError
+    from clinval.pccp import ModificationRefused, PlanError
+    from clinval.signing import SigningError
 
-    return (StudyError, NotebookFailed, FileNotFoundError, ValueError)
+    return (StudyError, NotebookFailed, LedgerError, SigningError, CheckpointError, PlanError,
+            ModificationRefused, FileNotFoundError, FileExistsError, ValueError, KeyError)
+
+
+def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn library errors into one-paragraph messages instead of tracebacks."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except _expected_errors() as exc:
+            if os.environ.get(ENV_DEBUG):
+                raise
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            raise UserError(str(message)) from None
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise UserError(f"{exc.strerror or exc}{where}") from None
+        except Exception as exc:
+            if os.environ.get(ENV_DEBUG):
+                raise
+            raise UserError(MSG_INTERNAL.format(kind=type(exc).__name__, error=exc, env=ENV_DEBUG)) from None
+
+    return wrapper
 
 
 def load_params(path: str | Path) -> dict[str, Any]:
@@ -38,13 +87,56 @@ def load_params(path: str | Path) -> dict[str, Any]:
     return loaded
 
 
-class as_user_error:
-    """Context manager: re-raise the library's bad-input errors as :class:`UserError`."""
+def ledger_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --ledger, --checkpoints and --keys-dir, all relative to the current directory."""
+    options = [
+        click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False, path_type=Path),
+                     default=DEFAULT_LEDGER, show_default=True, help="The ledger file."),
+        click.option("--checkpoints", "checkpoint_dir", type=click.Path(file_okay=False, path_type=Path),
+                     default=DEFAULT_CHECKPOINTS, show_default=True, help="Directory of signed checkpoints (latest.json)."),
+        click.option("--keys-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_KEYS_DIR,
+                     show_default=True, help="Directory the public keys are exported to."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, exc_type, exc, tb):
-        if exc is not None and isinstance(exc, user_errors()):
-            raise UserError(str(exc).strip("'\"")) from exc
-        return False
+def open_ledger(ledger_path: Path, checkpoint_dir: Path, keys_dir: Path):
+    from clinval.ledger import Ledger
+
+    return Ledger(path=ledger_path, checkpoint_dir=checkpoint_dir, keys_dir=keys_dir)
+
+
+def ask_passphrase(prompt: str = "Passphrase", *, confirm: bool = False) -> str:
+    """Return ``$CLINVAL_PASSPHRASE`` or ask for it with hidden input."""
+    from clinval.signing import ENV_PASSPHRASE
+
+    value = os.environ.get(ENV_PASSPHRASE)
+    if value:
+        return value
+    try:
+        return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+    except click.Abort:
+        raise UserError(MSG_NO_INPUT.format(what="passphrase", env=ENV_PASSPHRASE)) from None
+
+
+def ask_user_id() -> str:
+    """Return ``$CLINVAL_USER`` or ask for the user id (first signature component)."""
+    from clinval.signing import ENV_USER
+
+    value = os.environ.get(ENV_USER)
+    if value:
+        return value
+    try:
+        return click.prompt("User id")
+    except click.Abort:
+        raise UserError(MSG_NO_INPUT.format(what="user id", env=ENV_USER)) from None
+
+
+def unlock_signer():
+    """Ask for both signature components (21 CFR 11.200(a)) and unlock that user's key."""
+    from clinval.signing import load_signer
+
+    user_id = ask_user_id()
+    return load_signer(user_id, passphrase=ask_passphrase(f"Passphrase for {user_id}"))

@@ -8,20 +8,24 @@ Set ``CLINVAL_DEBUG=1`` to see a traceback for an unexpected internal error.
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
-from typing import Any, Callable
 
 import click
 
+from clinval.cli._common import (
+    EXIT_ERROR,
+    UserError,
+    ask_passphrase,
+    friendly,
+    ledger_options,
+    open_ledger,
+    unlock_signer,
+)
 from clinval.ledger import (
     ERROR_CODES,
     KINDS,
     MEANINGS,
-    CheckpointError,
-    Ledger,
-    LedgerError,
     record_run,
     register_key,
     revoke_key,
@@ -32,9 +36,6 @@ from clinval.ledger import (
 from clinval.ledger._checkpoint import CHECKPOINT_FILE
 from clinval.signing import (
     ENV_PASSPHRASE,
-    ENV_USER,
-    Signer,
-    SigningError,
     create_key,
     digest_of_target,
     esign,
@@ -46,12 +47,6 @@ from clinval.signing import (
 __all__ = ["EXIT_ERROR", "EXIT_VERIFY_FAILED", "audit", "keys", "sign"]
 
 EXIT_VERIFY_FAILED = 1
-EXIT_ERROR = 2
-ENV_DEBUG = "CLINVAL_DEBUG"
-
-DEFAULT_LEDGER = "audit/ledger.jsonl"
-DEFAULT_CHECKPOINTS = "audit/checkpoints"
-DEFAULT_KEYS_DIR = "audit/keys"
 PIPELINE_ACTOR = "pipeline"
 PIPELINE_NAME = "clinval pipeline"
 
@@ -63,108 +58,12 @@ MSG_CREATE_NEEDS_PASSPHRASE = (
     "--create-signer runs non-interactively and needs the passphrase in ${env}"
 )
 MSG_NOTHING_NEW = "nothing new to record: this run is already in the ledger ({size} entries)"
-MSG_INTERNAL = "internal error: {kind}: {error} (set {env}=1 for a traceback)"
 MSG_NOT_TORN = "nothing to recover: the ledger does not end in an incomplete line"
 MSG_NAME_DIFFERS = "the key of {user!r} on this machine is for {stored!r}, not {given!r}"
-MSG_NO_INPUT = "no {what} given: enter it at the prompt or set ${env} for non-interactive use"
 MSG_NO_ENDORSER_INPUT = "the endorser's passphrase must be typed at the prompt"
 MSG_CANNOT_RECOVER = "the ledger has a problem recover cannot fix: {result}"
 MSG_OUTSIDE_ROOT = "target {target} is outside the root {root}"
 MSG_ALREADY_REGISTERED = "key {key} of {user!r} is already registered (seq {seq})"
-
-
-class CommandError(click.ClickException):
-    """A refused operation or bad input: printed as ``Error: ...``, exit code 2."""
-
-    exit_code = EXIT_ERROR
-
-
-def _friendly(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn library errors into one-line messages instead of tracebacks."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
-        except (LedgerError, SigningError, CheckpointError) as exc:
-            raise CommandError(str(exc)) from None
-        except OSError as exc:
-            where = f" ({exc.filename})" if exc.filename else ""
-            raise CommandError(f"{exc.strerror or exc}{where}") from None
-        except Exception as exc:
-            if os.environ.get(ENV_DEBUG):
-                raise
-            raise CommandError(
-                MSG_INTERNAL.format(kind=type(exc).__name__, error=exc, env=ENV_DEBUG)
-            ) from None
-
-    return wrapper
-
-
-def _ledger_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --ledger, --checkpoints and --keys-dir, all relative to the current directory."""
-    options = [
-        click.option(
-            "--ledger",
-            "ledger_path",
-            type=click.Path(dir_okay=False, path_type=Path),
-            default=DEFAULT_LEDGER,
-            show_default=True,
-            help="The ledger file.",
-        ),
-        click.option(
-            "--checkpoints",
-            "checkpoint_dir",
-            type=click.Path(file_okay=False, path_type=Path),
-            default=DEFAULT_CHECKPOINTS,
-            show_default=True,
-            help="Directory of signed checkpoints (latest.json).",
-        ),
-        click.option(
-            "--keys-dir",
-            type=click.Path(file_okay=False, path_type=Path),
-            default=DEFAULT_KEYS_DIR,
-            show_default=True,
-            help="Directory the public keys are exported to.",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _open_ledger(ledger_path: Path, checkpoint_dir: Path, keys_dir: Path) -> Ledger:
-    return Ledger(path=ledger_path, checkpoint_dir=checkpoint_dir, keys_dir=keys_dir)
-
-
-def _passphrase(prompt: str = "Passphrase", *, confirm: bool = False) -> str:
-    """Return ``$CLINVAL_PASSPHRASE`` or ask for it with hidden input."""
-    value = os.environ.get(ENV_PASSPHRASE)
-    if value:
-        return value
-    try:
-        return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
-    except click.Abort:
-        raise CommandError(MSG_NO_INPUT.format(what="passphrase", env=ENV_PASSPHRASE)) from None
-
-
-def _user_id() -> str:
-    """Return ``$CLINVAL_USER`` or ask for the user id (first signature component)."""
-    value = os.environ.get(ENV_USER)
-    if value:
-        return value
-    try:
-        return click.prompt("User id")
-    except click.Abort:
-        raise CommandError(MSG_NO_INPUT.format(what="user id", env=ENV_USER)) from None
-
-
-def _unlock() -> Signer:
-    """Ask for both signature components and unlock that user's key."""
-    user_id = _user_id()
-    return load_signer(user_id, passphrase=_passphrase(f"Passphrase for {user_id}"))
 
 
 VERIFY_HELP = (
@@ -205,8 +104,8 @@ def audit() -> None:
     is_flag=True,
     help=f"If this machine has no key for --actor, create one non-interactively with ${ENV_PASSPHRASE}.",
 )
-@_ledger_options
-@_friendly
+@ledger_options
+@friendly
 def record(
     root: Path,
     dvc_lock: str,
@@ -227,16 +126,16 @@ def record(
     first, as the genesis entry.
     """
     if has_private_key(actor):
-        signer = load_signer(actor, passphrase=_passphrase(f"Passphrase for {actor}"))
+        signer = load_signer(actor, passphrase=ask_passphrase(f"Passphrase for {actor}"))
     elif create_signer:
         passphrase = os.environ.get(ENV_PASSPHRASE)
         if not passphrase:
-            raise CommandError(MSG_CREATE_NEEDS_PASSPHRASE.format(env=ENV_PASSPHRASE))
+            raise UserError(MSG_CREATE_NEEDS_PASSPHRASE.format(env=ENV_PASSPHRASE))
         signer = create_key(user_id=actor, printed_name=printed_name, passphrase=passphrase)
         click.echo(f"created signing key {signer.key_id} for {actor!r} at {private_key_path(actor)}")
     else:
-        raise CommandError(MSG_NO_SIGNER.format(actor=actor, env=ENV_PASSPHRASE))
-    ledger = _open_ledger(ledger_path, checkpoint_dir, keys_dir)
+        raise UserError(MSG_NO_SIGNER.format(actor=actor, env=ENV_PASSPHRASE))
+    ledger = open_ledger(ledger_path, checkpoint_dir, keys_dir)
     result = record_run(ledger, signer=signer, root=root, dvc_lock=dvc_lock, reports_dir=reports_dir)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -264,8 +163,8 @@ def record(
     help="Directory recorded paths are relative to (for --deep).",
 )
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes for signature checks (default: all CPUs for large ledgers).")
-@_ledger_options
-@_friendly
+@ledger_options
+@friendly
 def verify_command(
     deep: bool,
     checkpoint: Path | None,
@@ -301,8 +200,8 @@ def verify_command(
     default=None,
     help="Write a self-contained sign-off page (printed name, UTC time, meaning of every signature) to this file.",
 )
-@_ledger_options
-@_friendly
+@ledger_options
+@friendly
 def show(
     kind: str | None,
     html_path: Path | None,
@@ -311,7 +210,7 @@ def show(
     keys_dir: Path,
 ) -> None:
     """Print the audit trail, one entry per line: seq, UTC time, kind, actor, what."""
-    ledger = _open_ledger(ledger_path, checkpoint_dir, keys_dir)
+    ledger = open_ledger(ledger_path, checkpoint_dir, keys_dir)
     entries = list(ledger.entries())
     if html_path is not None:
         page = signoff_html(entries, keys=ledger.registered_keys(), verification=verify(ledger_path))
@@ -329,8 +228,8 @@ def show(
 @audit.command()
 @click.option("--reason", default="interrupted append (torn tail)", show_default=True, help="Why the tail is being removed; recorded in the recovery entry.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@_ledger_options
-@_friendly
+@ledger_options
+@friendly
 def recover(reason: str, yes: bool, ledger_path: Path, checkpoint_dir: Path, keys_dir: Path) -> None:
     """Remove an incomplete last line left by a crash, and log a recovery entry.
 
@@ -343,12 +242,12 @@ def recover(reason: str, yes: bool, ledger_path: Path, checkpoint_dir: Path, key
         if result.ok:
             click.echo(MSG_NOT_TORN)
             return
-        raise CommandError(MSG_CANNOT_RECOVER.format(result=result))
+        raise UserError(MSG_CANNOT_RECOVER.format(result=result))
     click.echo(str(result))
     if not yes:
         click.confirm("Truncate the incomplete line and record a recovery entry?", abort=True)
-    signer = _unlock()
-    entry = _open_ledger(ledger_path, checkpoint_dir, keys_dir).recover(signer=signer, reason=reason)
+    signer = unlock_signer()
+    entry = open_ledger(ledger_path, checkpoint_dir, keys_dir).recover(signer=signer, reason=reason)
     if entry is None:
         click.echo(MSG_NOT_TORN)
         return
@@ -375,8 +274,8 @@ def keys() -> None:
     help="User id whose key endorses this one; needed when the user id already has a "
     "registered key (the same user's active key or the genesis key).",
 )
-@_ledger_options
-@_friendly
+@ledger_options
+@friendly
 def keys_init(
     user_id: str,
     printed_name: str,
@@ -391,23 +290,23 @@ def keys_init(
     already has your key, it is unlocked and registered in this ledger instead. On an
     empty ledger the key becomes the genesis key.
     """
-    ledger = _open_ledger(ledger_path, checkpoint_dir, keys_dir)
+    ledger = open_ledger(ledger_path, checkpoint_dir, keys_dir)
     if has_private_key(user_id):
-        signer = load_signer(user_id, passphrase=_passphrase(f"Passphrase for {user_id}"))
+        signer = load_signer(user_id, passphrase=ask_passphrase(f"Passphrase for {user_id}"))
         if signer.printed_name != printed_name:
-            raise CommandError(
+            raise UserError(
                 MSG_NAME_DIFFERS.format(user=user_id, stored=signer.printed_name, given=printed_name)
             )
         for key in ledger.registered_keys():
             if key.key_id == signer.key_id:
-                raise CommandError(
+                raise UserError(
                     MSG_ALREADY_REGISTERED.format(key=key.key_id, user=user_id, seq=key.added_seq)
                 )
     else:
         signer = create_key(
             user_id=user_id,
             printed_name=printed_name,
-            passphrase=_passphrase("New passphrase", confirm=True),
+            passphrase=ask_passphrase("New passphrase", confirm=True),
         )
         click.echo(f"created key {signer.key_id} at {private_key_path(user_id)}")
     endorser = None
@@ -415,7 +314,7 @@ def keys_init(
         try:
             endorser_passphrase = click.prompt(f"Passphrase for {endorse_by}", hide_input=True)
         except click.Abort:
-            raise CommandError(MSG_NO_ENDORSER_INPUT) from None
+            raise UserError(MSG_NO_ENDORSER_INPUT) from None
         endorser = load_signer(endorse_by, passphrase=endorser_passphrase)
     entry = register_key(ledger, signer=signer, endorser=endorser)
     click.echo(f"seq {entry.seq}: key_added: {summarize(entry)}")
@@ -424,27 +323,27 @@ def keys_init(
 @keys.command(name="revoke")
 @click.argument("key_id")
 @click.option("--reason", required=True, help="Why the key is revoked (lost, left the organisation, ...).")
-@_ledger_options
-@_friendly
+@ledger_options
+@friendly
 def keys_revoke(key_id: str, reason: str, ledger_path: Path, checkpoint_dir: Path, keys_dir: Path) -> None:
     """Revoke KEY_ID: nothing it signs after this entry counts.
 
     Signed by the key itself or by the genesis key: asks for that user id and
     passphrase ($CLINVAL_USER / $CLINVAL_PASSPHRASE when set).
     """
-    signer = _unlock()
+    signer = unlock_signer()
     entry = revoke_key(
-        _open_ledger(ledger_path, checkpoint_dir, keys_dir), key_id=key_id, reason=reason, signer=signer
+        open_ledger(ledger_path, checkpoint_dir, keys_dir), key_id=key_id, reason=reason, signer=signer
     )
     click.echo(f"seq {entry.seq}: key_revoked: {summarize(entry)}")
 
 
 @keys.command(name="list")
-@_ledger_options
-@_friendly
+@ledger_options
+@friendly
 def keys_list(ledger_path: Path, checkpoint_dir: Path, keys_dir: Path) -> None:
     """List the keys the ledger registered, their status, and which are on this machine."""
-    registered = _open_ledger(ledger_path, checkpoint_dir, keys_dir).registered_keys()
+    registered = open_ledger(ledger_path, checkpoint_dir, keys_dir).registered_keys()
     if not registered:
         click.echo("no keys registered")
         return
@@ -474,8 +373,8 @@ def keys_list(ledger_path: Path, checkpoint_dir: Path, keys_dir: Path) -> None:
     show_default=True,
     help="Repository root that a path --target is relative to.",
 )
-@_ledger_options
-@_friendly
+@ledger_options
+@friendly
 def sign(
     meaning: str,
     target: str,
@@ -492,11 +391,11 @@ def sign(
     records your printed name, the UTC time and the meaning. Signing the same target
     with the same meaning twice is refused.
     """
-    ledger = _open_ledger(ledger_path, checkpoint_dir, keys_dir)
+    ledger = open_ledger(ledger_path, checkpoint_dir, keys_dir)
     target_ref = _relative_target(target, root)
     digest = digest_of_target(ledger, target_ref, root=root)
     click.echo(f"signing {target_ref} (sha256 {digest}) as {meaning.upper()}")
-    signer = _unlock()
+    signer = unlock_signer()
     entry = esign(
         ledger, signer=signer, target_ref=target_ref, target_digest=digest, meaning=meaning, reason=reason
     )
@@ -514,6 +413,6 @@ def _relative_target(target: str, root: Path) -> str:
         try:
             return candidate.resolve().relative_to(root.resolve()).as_posix()
         except ValueError:
-            raise CommandError(MSG_OUTSIDE_ROOT.format(target=target, root=root)) from None
+            raise UserError(MSG_OUTSIDE_ROOT.format(target=target, root=root)) from None
     return candidate.as_posix()
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from clinval.cli._common import as_user_error, load_params
+from clinval.cli._common import friendly, load_params
 
 
 @click.group()
@@ -20,6 +20,7 @@ def notebook() -> None:
               help="A params YAML whose top-level keys are notebook parameters (repeatable).")
 @click.option("--reports", default="reports", show_default=True, help="Folder for the record.")
 @click.option("--title", default=None, help="Title of the HTML record (default: the notebook's name).")
+@friendly
 def run(path: str, params_files: tuple[str, ...], reports: str, title: str | None) -> None:
     """Execute the notebook at PATH with papermill and write its evidence record.
 
@@ -31,10 +32,9 @@ def run(path: str, params_files: tuple[str, ...], reports: str, title: str | Non
     parameters: dict = {}
     for file in params_files:
         parameters.update(load_params(file))
-    with as_user_error():
-        if not Path(path).exists():
-            raise FileNotFoundError(f"{path}: notebook not found.")
-        paths = run_notebook(path, reports_dir=reports, parameters=parameters, title=title)
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: notebook not found.")
+    paths = run_notebook(path, reports_dir=reports, parameters=parameters, title=title)
     click.echo(f"wrote {paths.html} (+ .ipynb, .json)")
 
 
@@ -46,10 +46,10 @@ def report() -> None:
 @report.command("index")
 @click.option("--reports", default="reports", show_default=True, help="Folder holding the records.")
 @click.option("--out", default="reports/index.html", show_default=True, help="The index page to write.")
+@friendly
 def index(reports: str, out: str) -> None:
     """Write the index page linking every evidence record with its digest and status."""
     from clinval.report import write_index
 
-    with as_user_error():
-        path = write_index(reports_dir=reports, out=out)
+    path = write_index(reports_dir=reports, out=out)
     click.echo(f"wrote {path}")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import click
 
-from clinval.cli._common import as_user_error, load_params
+from clinval.cli._common import friendly, load_params
 
 
 @click.command()
 @click.option("--study", "study_path", default="params/study.yaml", show_default=True, help="The study description.")
 @click.option("--out", default="data/prepared", show_default=True, help="Folder for the prepared study.")
 @click.option("--check", is_flag=True, help="Validate the study and report; write nothing.")
+@friendly
 def prepare(study_path: str, out: str, check: bool) -> None:
     """Load the study, validate every row, apply the cohort filter and cut periods.
 
@@ -19,15 +20,14 @@ def prepare(study_path: str, out: str, check: bool) -> None:
     """
     from clinval import data
 
-    with as_user_error():
-        study = data.study_from_params(load_params(study_path), params_path=study_path)
-        prepared = data.prepare(study)
-        counts = ", ".join(f"{p}: {n}" for p, n in prepared.metadata["n_production"].items())
-        summary = f"{len(prepared.reference)} reference records; production periods {counts}"
-        if check:
-            click.echo(f"{study_path}: valid. {summary}.")
-            return
-        data.write_prepared(prepared, out)
+    study = data.study_from_params(load_params(study_path), params_path=study_path)
+    prepared = data.prepare(study)
+    counts = ", ".join(f"{p}: {n}" for p, n in prepared.metadata["n_production"].items())
+    summary = f"{len(prepared.reference)} reference records; production periods {counts}"
+    if check:
+        click.echo(f"{study_path}: valid. {summary}.")
+        return
+    data.write_prepared(prepared, out)
     click.echo(f"prepared {out}: {summary}.")
 
 
@@ -35,14 +35,14 @@ def prepare(study_path: str, out: str, check: bool) -> None:
 @click.option("--prepared", default="data/prepared", show_default=True, help="The prepared study.")
 @click.option("--recipe", "recipe_path", default="params/model.yaml", show_default=True, help="The locked model's recipe.")
 @click.option("--out", default="models/locked", show_default=True, help="Folder for the model and its card.")
+@friendly
 def train(prepared: str, recipe_path: str, out: str) -> None:
     """Fit the locked model on the reference period's training part only."""
     from clinval import data, model
 
-    with as_user_error():
-        recipe = model.recipe_from_params(load_params(recipe_path))
-        pipeline, card = model.fit_locked_model(data.load_prepared(prepared), recipe)
-        model.write_model(pipeline, card, out)
+    recipe = model.recipe_from_params(load_params(recipe_path))
+    pipeline, card = model.fit_locked_model(data.load_prepared(prepared), recipe)
+    model.write_model(pipeline, card, out)
     click.echo(f"trained {out}: {card.n_train} training records, {len(card.coefficients)} coefficients.")
 
 
@@ -50,12 +50,12 @@ def train(prepared: str, recipe_path: str, out: str) -> None:
 @click.option("--prepared", default="data/prepared", show_default=True, help="The prepared study.")
 @click.option("--model", "model_dir", default="models/locked", show_default=True, help="The model to score with.")
 @click.option("--out", default="data/scored", show_default=True, help="Folder for the prediction log.")
+@friendly
 def score(prepared: str, model_dir: str, out: str) -> None:
     """Score the reference hold-out and every production period: the prediction log."""
     from clinval import data, model
 
-    with as_user_error():
-        pipeline, card = model.load_model(model_dir)
-        log = model.prediction_log(data.load_prepared(prepared), pipeline, card)
-        model.write_prediction_log(log, out)
+    pipeline, card = model.load_model(model_dir)
+    log = model.prediction_log(data.load_prepared(prepared), pipeline, card)
+    model.write_prediction_log(log, out)
     click.echo(f"scored {out}: {len(log)} records.")

@@ -1,0 +1,276 @@
+"""Monitoring a deployed model over production periods: one call for notebook 02.
+
+:func:`monitor` compares every production period of a prediction log with the
+reference period and returns a :class:`MonitoringReport`: input drift per feature
+(:mod:`clinval.drift`), prediction drift, outcome prevalence, discrimination and
+calibration with CIs (:mod:`clinval.performance`), label-free estimates (CBPE) next to
+the realised values, CUSUM/EWMA charts of the monitored metrics (:mod:`clinval.spc`),
+and drift by segment. Plots are in :mod:`clinval.plots.drift`.
+
+References: features are compared with the whole reference period; predicted risk,
+performance and the control-chart limits use the reference *hold-out* (records the
+model did not see in training), as the deployed model's reference behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from clinval import drift, performance, spc
+from clinval.data import REFERENCE, PreparedStudy
+from clinval.fairness import INTERSECTION_SEPARATOR, sensitive_frame
+from clinval.profile import build_reference_profile
+
+__all__ = ["MONITORED_METRICS", "MonitoringReport", "feature_shares", "monitor"]
+
+MONITORED_METRICS = ("mean predicted risk", "O/E", "AUROC")
+"""Metrics on control charts; O/E and AUROC only for labelled periods."""
+
+
+@dataclass(frozen=True)
+class MonitoringReport:
+    """Everything notebook 02 shows, as tables (one row per period and item)."""
+
+    periods: tuple[str, ...]
+    labelled_periods: tuple[str, ...]
+    features: pd.DataFrame          # drift.compare_periods: period x feature
+    predictions: pd.DataFrame       # drift.prediction_drift per period
+    prevalence: pd.DataFrame        # outcome rate per period vs reference (Newcombe CI, Fisher p)
+    performance: pd.DataFrame       # performance.evaluate_periods, reference hold-out first
+    estimated: pd.DataFrame         # CBPE per period, with the realised value where labels exist
+    charts: Mapping[str, Mapping[str, spc.ControlChart]]  # metric -> {"cusum": ..., "ewma": ...}
+    segments: pd.DataFrame          # drift.segment_drift per period, with a period column
+    settings: drift.DriftSettings
+    reference_mean_risk: float      # mean predicted risk on the reference hold-out
+
+    @property
+    def reference_performance(self) -> pd.DataFrame:
+        return self.performance[self.performance["period"] == REFERENCE].drop(columns="period")
+
+    @property
+    def production_performance(self) -> pd.DataFrame:
+        return self.performance[self.performance["period"] != REFERENCE]
+
+    def chart_table(self) -> pd.DataFrame:
+        """All control-chart points in one table: metric, chart, period, value, limits, signal."""
+        rows = []
+        for metric, charts in self.charts.items():
+            for kind, chart in charts.items():
+                pts = chart.points.assign(metric=metric, chart=kind, target=chart.target, sigma=chart.sigma,
+                                          in_control_arl=chart.in_control_arl)
+                rows.append(pts)
+        return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+    def findings(self) -> list[str]:
+        """The main results in plain language, one sentence each."""
+        out = []
+        ref = self.reference_performance.set_index("metric")
+        prev = self.prevalence[self.prevalence["status"] == "ok"]
+        if not prev.empty:
+            last = prev.iloc[-1]
+            ref_rate = last["prevalence"] - last["difference"]
+            direction = "fell" if last["difference"] < 0 else "rose"
+            out.append(
+                f"The outcome rate {direction} from {ref_rate:.1%} in the reference period to {last['prevalence']:.1%} in "
+                f"{last['period']} (difference {last['difference'] * 100:+.1f} points, 95% CI {last['difference_lower'] * 100:+.1f} "
+                f"to {last['difference_upper'] * 100:+.1f}; Fisher p = {last['p_value']:.2g})."
+            )
+        risk = self.predictions["mean_predicted_risk"]
+        out.append(f"The model's mean predicted risk ranged from {risk.min():.3f} to {risk.max():.3f} across production periods "
+                   f"(reference hold-out {self.reference_mean_risk:.3f}).")
+        oe = self.production_performance[(self.production_performance["metric"] == "O/E") & (self.production_performance["status"] == "ok")]
+        off = oe[(oe["upper"] < 1) | (oe["lower"] > 1)]
+        if not off.empty:
+            parts = ", ".join(f"{r['period']} {r['value']:.2f} ({r['lower']:.2f}-{r['upper']:.2f})" for _, r in off.iterrows())
+            word = "over-predicts" if (off["value"] < 1).all() else "mis-predicts"
+            out.append(f"Observed/expected events exclude 1 in {len(off)} period(s): the model {word} risk there ({parts}).")
+        elif not oe.empty:
+            out.append("Observed/expected events include 1 in every labelled period: no evidence of miscalibration in the large.")
+        if "AUROC" in ref.index and ref.loc["AUROC", "status"] == "ok":
+            auc = self.production_performance[(self.production_performance["metric"] == "AUROC") & (self.production_performance["status"] == "ok")]
+            if not auc.empty:
+                out.append(f"AUROC ranged from {auc['value'].min():.2f} to {auc['value'].max():.2f} in production "
+                           f"(reference hold-out {ref.loc['AUROC', 'value']:.2f}, 95% CI {ref.loc['AUROC', 'lower']:.2f}-{ref.loc['AUROC', 'upper']:.2f}).")
+        drifted = self.features[self.features["drifted"]]
+        if drifted.empty:
+            out.append("No input feature drifted after false-discovery-rate control.")
+        else:
+            counts = drifted.groupby("feature", sort=False)["period"].apply(list)
+            out.append("Input drift after FDR control: " + "; ".join(f"{f} in {', '.join(map(str, ps))}" for f, ps in counts.items()) + ".")
+        return out
+
+    def drift_summary(self) -> pd.DataFrame:
+        """Per period: features tested, drifted (FDR), and which."""
+        out = []
+        for period, rows in self.features.groupby("period", sort=False):
+            drifted = rows[rows["drifted"]]["feature"].astype(str).tolist()
+            out.append({"period": period, "features tested": int((rows["status"] == "ok").sum()),
+                        "drifted (FDR)": len(drifted), "which": ", ".join(drifted) or "none"})
+        return pd.DataFrame(out)
+
+
+def _prevalence_rows(log: pd.DataFrame, periods: Sequence[str], labelled: Sequence[str], confidence: float) -> pd.DataFrame:
+    ref_y = log.loc[log["period"] == REFERENCE, "label"].astype(int)
+    rows = []
+    for period in periods:
+        if period not in labelled:
+            rows.append({"period": period, "prevalence": np.nan, "lower": np.nan, "upper": np.nan, "difference": np.nan,
+                         "difference_lower": np.nan, "difference_upper": np.nan, "p_value": np.nan,
+                         "status": performance.LABELS_PENDING})
+            continue
+        y = log.loc[log["period"] == period, "label"].astype(int)
+        shift = drift.compare_label_prevalence(ref_y, y, confidence=confidence)
+        rows.append({"period": period, "prevalence": shift.current.prevalence, "lower": shift.current.ci_low,
+                     "upper": shift.current.ci_high, "difference": shift.difference, "difference_lower": shift.ci_low,
+                     "difference_upper": shift.ci_high, "p_value": shift.p_value, "status": shift.status})
+    return pd.DataFrame(rows)
+
+
+def _metric_functions() -> dict[str, callable]:
+    return {
+        "mean predicted risk": lambda f: float(f["predicted_risk"].mean()),
+        "O/E": lambda f: performance.observed_expected(f["label"], f["predicted_risk"]).value,
+        "AUROC": lambda f: performance.auroc(f["label"], f["predicted_risk"]).value,
+    }
+
+
+def _charts(log: pd.DataFrame, periods: Sequence[str], labelled: Sequence[str], *, seed: int, n_resamples: int):
+    reference = log[log["period"] == REFERENCE]
+    functions = _metric_functions()
+    charts = {}
+    for metric, fn in functions.items():
+        use = list(periods) if metric == "mean predicted risk" else list(labelled)
+        if not use:
+            continue
+        frames = [log[log["period"] == p] for p in use]
+        size = int(np.median([len(f) for f in frames]))
+        control = spc.in_control_from_reference(reference, metric=fn, period_size=size, n_resamples=n_resamples, seed=seed)
+        values = [fn(f) for f in frames]
+        charts[metric] = {
+            kind: chart(values, target=control.target, sigma=control.sigma)
+            for kind, chart in (("cusum", spc.cusum), ("ewma", spc.ewma))
+        }
+        for c in charts[metric].values():
+            c.points.insert(0, "period", use)
+    return charts
+
+
+def monitor(
+    log: pd.DataFrame,
+    prepared: PreparedStudy,
+    *,
+    settings: drift.DriftSettings,
+    unlabelled: Sequence[str] = (),
+    segment_attributes: Sequence[str] = (),
+    bands: Mapping[str, Sequence[float]] | None = None,
+    confidence: float = 0.95,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> MonitoringReport:
+    """Compare every production period of ``log`` with the reference period.
+
+    Parameters
+    ----------
+    log
+        The prediction log (reference hold-out and production periods).
+    prepared
+        The prepared study: the full reference period and the feature schema.
+    settings
+        Drift decisions (FDR level, bins, minimum n, practical floors).
+    unlabelled
+        Production periods treated as if their outcomes had not arrived.
+    segment_attributes, bands
+        Attributes whose groups are segments for drift by segment (e.g. sex and age,
+        banded by ``bands`` as in :func:`clinval.fairness.sensitive_frame`); none skips it.
+    """
+    schema = prepared.schema
+    periods = tuple(prepared.periods)
+    labelled = tuple(p for p in periods if p not in unlabelled and log.loc[log["period"] == p, "label"].notna().any())
+    bands = dict(bands or {})
+    profile = build_reference_profile(prepared.reference, numeric=list(schema.numeric),
+                                      categorical=list(schema.categorical), n_bins=settings.n_bins)
+    production = {p: log[log["period"] == p] for p in periods}
+    features = drift.compare_periods(profile, production, settings=settings)
+
+    reference_risk = log.loc[log["period"] == REFERENCE, "predicted_risk"]
+    predictions = pd.concat(
+        [drift.prediction_drift(reference_scores=reference_risk, current_scores=f["predicted_risk"], settings=settings)
+         .assign(period=p) for p, f in production.items()], ignore_index=True)
+    predictions = predictions[["period", *[c for c in predictions.columns if c != "period"]]]
+    predictions["mean_predicted_risk"] = [float(production[p]["predicted_risk"].mean()) for p in predictions["period"]]
+
+    perf = performance.evaluate_periods(log, periods=[REFERENCE, *periods], unlabelled=tuple(unlabelled),
+                                        confidence=confidence, n_bootstrap=n_bootstrap, seed=seed)
+
+    reference = log[log["period"] == REFERENCE]
+    estimator = performance.PerformanceEstimator.fit(reference["label"].astype(int), reference["predicted_risk"])
+    estimated = []
+    for p, f in production.items():
+        table = estimator.estimate(f["predicted_risk"].to_numpy(), confidence=confidence, seed=seed).assign(period=p)
+        realised = perf[(perf["period"] == p)].set_index("metric")
+        table["realised"] = [realised.loc[m, "value"] if m in realised.index and p in labelled else np.nan for m in table["metric"]]
+        if p in labelled:
+            y = f["label"].astype(int)
+            table.loc[table["metric"] == "prevalence", "realised"] = float(y.mean())
+        estimated.append(table)
+    estimated = pd.concat(estimated, ignore_index=True)
+    estimated = estimated[["period", *[c for c in estimated.columns if c != "period"]]]
+
+    charts = _charts(log, periods, labelled, seed=seed, n_resamples=max(200, min(n_bootstrap, 1000)))
+
+    segments = pd.DataFrame()
+    if segment_attributes:
+        def with_segments(frame: pd.DataFrame) -> pd.DataFrame:
+            groups = sensitive_frame(frame, attributes=list(segment_attributes), bands=bands)
+            single = [c for c in groups.columns if INTERSECTION_SEPARATOR not in c]
+            return frame.assign(**{c: groups[c] for c in single}), single
+
+        reference_segments, columns = with_segments(prepared.reference)
+        frames = [
+            drift.segment_drift(reference_segments, with_segments(f)[0], segment_columns=columns,
+                                numeric=list(schema.numeric), categorical=list(schema.categorical),
+                                settings=settings).assign(period=p)
+            for p, f in production.items()
+        ]
+        segments = pd.concat(frames, ignore_index=True)
+        segments = segments[["period", *[c for c in segments.columns if c != "period"]]]
+
+    return MonitoringReport(periods=periods, labelled_periods=labelled, features=features, predictions=predictions,
+                            prevalence=_prevalence_rows(log, periods, labelled, confidence), performance=perf,
+                            estimated=estimated, charts=charts, segments=segments, settings=settings,
+                            reference_mean_risk=float(reference_risk.mean()))
+
+
+def feature_shares(prepared: PreparedStudy, log: pd.DataFrame, *, feature: str, min_cell_size: int,
+                   n_bins: int = 5) -> pd.DataFrame:
+    """Share of each category (or reference-quantile bin, for a numeric feature) of one
+    feature in the reference period and each production period, small cells hidden.
+
+    Columns: ``period``, ``category``, ``n`` (int, or the suppressed label), ``share``
+    (``None`` where hidden).
+    """
+    from clinval.privacy import bin_index, format_count, pooled_bin_edges, suppression_mask
+
+    frames = {REFERENCE: prepared.reference, **{p: log[log["period"] == p] for p in prepared.periods}}
+    numeric = feature in prepared.schema.numeric
+    if numeric:
+        edges = pooled_bin_edges(prepared.reference[feature].dropna().to_numpy(), n_bins=n_bins, min_cell_size=min_cell_size)
+        labels = [f"{lo:g}-{hi:g}" for lo, hi in zip(edges[:-1], edges[1:])]
+    rows = []
+    for period, frame in frames.items():
+        values = frame[feature]
+        if numeric:
+            present = values.dropna().to_numpy(dtype=float)
+            counts = pd.Series(np.bincount(bin_index(present, edges), minlength=len(labels)), index=labels)
+        else:
+            counts = values.fillna("(missing)").astype(str).value_counts().sort_index()
+        hidden = suppression_mask(counts, min_cell_size=min_cell_size)
+        for category, count in counts.items():
+            rows.append({"period": period, "category": category,
+                         "n": format_count(count, hidden[category], min_cell_size=min_cell_size),
+                         "share": None if hidden[category] else count / counts.sum()})
+    return pd.DataFrame(rows)
