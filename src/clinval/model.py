@@ -40,6 +40,7 @@ __all__ = [
     "build_pipeline",
     "card_summary",
     "coefficient_table",
+    "feature_frame",
     "load_prediction_log",
     "write_prediction_log",
     "fit_locked_model",
@@ -129,7 +130,7 @@ def build_pipeline(schema: Schema, recipe: Recipe) -> Pipeline:
     return Pipeline([("preprocess", preprocess), ("classifier", classifier)])
 
 
-def _features(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+def feature_frame(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     """Feature columns in the dtypes scikit-learn handles (object with NaN for missing)."""
     out = frame[list(schema.features)].copy()
     for column in schema.categorical:
@@ -155,7 +156,7 @@ def fit_locked_model(prepared: PreparedStudy, recipe: Recipe) -> tuple[Pipeline,
     schema = prepared.schema
     train, holdout = split_reference(prepared.reference, recipe)
     pipeline = build_pipeline(schema, recipe)
-    pipeline.fit(_features(train, schema), train["label"].astype(int).to_numpy())
+    pipeline.fit(feature_frame(train, schema), train["label"].astype(int).to_numpy())
     names = pipeline.named_steps["preprocess"].get_feature_names_out()
     classifier = pipeline.named_steps["classifier"]
     card = ModelCard(
@@ -187,7 +188,7 @@ def fit_locked_model(prepared: PreparedStudy, recipe: Recipe) -> tuple[Pipeline,
 
 def score(pipeline: Pipeline, frame: pd.DataFrame, schema: Schema) -> np.ndarray:
     """Predicted risk (probability of the positive outcome) for each row."""
-    return pipeline.predict_proba(_features(frame, schema))[:, 1]
+    return pipeline.predict_proba(feature_frame(frame, schema))[:, 1]
 
 
 def prediction_log(prepared: PreparedStudy, pipeline: Pipeline, card: ModelCard) -> pd.DataFrame:

@@ -40,6 +40,7 @@ __all__ = [
     "fairness_alerts",
     "period_digest",
     "plan_from_params",
+    "plan_summary",
 ]
 
 RULES = ("ci_outside", "ci_below_reference", "drifted_features", "flagged_disparities")
@@ -302,6 +303,21 @@ def fairness_alerts(plan: ChangeControlPlan, *, log: pd.DataFrame, flagged: Sequ
                 summary = f"{period}: {len(hits)} flagged disparit{'y' if len(hits) == 1 else 'ies'}. " + " ".join(str(h["sentence"]) for h in hits[:3])
                 alerts.append(_alert(trigger, period, frame, summary, {"flagged": hits}))
     return alerts
+
+
+def plan_summary(plan: ChangeControlPlan) -> pd.DataFrame:
+    """The plan as a table a reviewer reads: section, item, what it says."""
+    rows = [
+        ("locked", "features", ", ".join(plan.locked_features)),
+        ("locked", "model family", plan.locked_model_family),
+        ("locked", "preprocessing", plan.locked_preprocessing),
+    ]
+    rows += [("modification", m.name, f"{m.description} Approval: {m.approval}.") for m in plan.modifications.values()]
+    rows += [("trigger", t.name, f"{t.description} Leads to: {t.modification or 'review only'}.") for t in plan.triggers.values()]
+    rows += [("data management", "training periods", ", ".join(plan.training_periods)),
+             ("data management", "sequestered periods", ", ".join(plan.sequestered_periods) + " (never used for training)")]
+    rows += [("acceptance criterion", name, ", ".join(f"{k}: {v}" for k, v in spec.items())) for name, spec in plan.criteria.items()]
+    return pd.DataFrame(rows, columns=["section", "item", "plan"])
 
 
 # ---------------------------------------------------------------------------- changes

@@ -27,11 +27,12 @@ def main() -> None:
 def _register() -> None:
     from clinval.cli.audit import audit, keys, sign
     from clinval.cli.drift import drift
+    from clinval.cli.model import model
     from clinval.cli.notebook import notebook, report
     from clinval.cli.pipeline import prepare, score, train
     from clinval.cli.review import review
 
-    for command in (prepare, train, score, notebook, report, drift, review, audit, keys, sign):
+    for command in (prepare, train, score, notebook, report, drift, review, model, audit, keys, sign):
         main.add_command(command)
 
 

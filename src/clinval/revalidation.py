@@ -1,0 +1,277 @@
+"""Revalidation: build the candidate the change control plan allows for each approved
+alert, and evaluate it against the plan's acceptance criteria.
+
+:func:`build_candidates` reads the signed approvals (``audit/approvals/``), checks each
+offline (:func:`clinval.review.check_approval`), refuses what the plan does not allow
+(:func:`clinval.pccp.check_modification`), and fits the allowed modification on the
+plan's training periods only:
+
+``recalibration``  logistic recalibration of the locked model: ``logit(p') = a + b logit(p)``;
+                   features, preprocessing and coefficients' ratios unchanged.
+``refit``          the locked recipe refitted on the training periods (same features,
+                   preprocessing and model family).
+
+:func:`evaluate_candidate` compares a candidate with the locked model on the
+sequestered periods (never used for training) with paired statistics and returns the
+criterion-by-criterion verdict: promote only if every criterion passes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+
+from clinval import performance
+from clinval._io import atomic_directory, sha256_file
+from clinval.data import Schema
+from clinval.model import ModelCard, build_pipeline, feature_frame, score
+from clinval.pccp import ChangeControlPlan, CriterionResult, ModificationRefused, check_modification, evaluate_criteria
+from clinval.review import Approval, check_approval
+
+__all__ = [
+    "MODIFICATIONS",
+    "Candidate",
+    "CandidateEvaluation",
+    "RecalibratedModel",
+    "build_candidates",
+    "evaluate_candidate",
+    "evaluation_record",
+    "load_candidates",
+    "write_candidates",
+]
+
+MODIFICATIONS = ("recalibration", "refit")
+"""Modifications clinval knows how to build (the plan decides which are allowed)."""
+MANIFEST = "manifest.json"
+MODEL_FILE = "model.joblib"
+
+
+class RecalibratedModel:
+    """The locked pipeline followed by logistic recalibration of its risk."""
+
+    def __init__(self, locked, intercept: float, slope: float):
+        self.locked, self.intercept, self.slope = locked, float(intercept), float(slope)
+
+    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        p = np.clip(self.locked.predict_proba(features)[:, 1], 1e-12, 1 - 1e-12)
+        z = self.intercept + self.slope * np.log(p / (1 - p))
+        q = 1 / (1 + np.exp(-z))
+        return np.column_stack([1 - q, q])
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A changed model built under the plan, with where it came from."""
+
+    id: str
+    modification: str
+    alert_ids: tuple[str, ...]
+    approved_by: tuple[str, ...]
+    training_periods: tuple[str, ...]
+    n_train: int
+    training_data_digest: str
+    model_file: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CandidateEvaluation:
+    """A candidate against the locked model on the sequestered periods."""
+
+    candidate: Candidate
+    periods: tuple[str, ...]
+    metrics: pd.DataFrame            # model, metric, value, lower, upper, status
+    auroc_difference: performance.PairedDifference
+    subgroup_differences: Mapping[str, performance.PairedDifference]
+    criteria: tuple[CriterionResult, ...]
+    calibration: pd.DataFrame        # model, bin, n, mean_predicted, observed, lower, upper
+
+    @property
+    def decision(self) -> str:
+        return "promote" if self.criteria and all(c.passed for c in self.criteria) else "reject"
+
+    def reasons(self) -> list[str]:
+        """One sentence per criterion, saying whether and why it passed."""
+        return [f"{c.criterion}: {'passed' if c.passed else 'FAILED'} ({c.requirement}; result {c.result})." for c in self.criteria]
+
+
+def _digest(frame: pd.DataFrame, columns: Sequence[str]) -> str:
+    hashed = pd.util.hash_pandas_object(frame[list(columns)].astype({"label": "float64"}), index=False)
+    return hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return np.log(p / (1 - p))
+
+
+def _fit(modification: str, *, locked, card: ModelCard, schema: Schema, rows: pd.DataFrame):
+    y = rows["label"].astype(int).to_numpy()
+    if modification == "recalibration":
+        # an unpenalised logistic regression (C = inf) of the outcome on the locked logit
+        fit = LogisticRegression(C=np.inf, max_iter=1000).fit(_logit(rows["predicted_risk"].to_numpy())[:, None], y)
+        intercept, slope = float(fit.intercept_[0]), float(fit.coef_[0, 0])
+        return RecalibratedModel(locked, intercept, slope), {"intercept": round(intercept, 10), "slope": round(slope, 10)}
+    pipeline = build_pipeline(schema, card.recipe)
+    pipeline.fit(feature_frame(rows, schema), y)
+    return pipeline, {"recipe": asdict(card.recipe)}
+
+
+def build_candidates(
+    *,
+    approvals: Sequence[Approval],
+    current_alerts: Sequence[Mapping[str, Any]],
+    plan: ChangeControlPlan,
+    log: pd.DataFrame,
+    locked,
+    card: ModelCard,
+    schema: Schema,
+) -> tuple[list[tuple[Candidate, Any]], list[dict[str, str]]]:
+    """Build one candidate per allowed modification that an approved alert calls for.
+
+    Returns the candidates (with their fitted models) and the refusals, each a mapping
+    ``{alert_id, reason}``: approvals that do not verify, alerts not in the current
+    run, alerts without an allowed modification, or modifications the plan refuses.
+    """
+    current = {a["id"]: a for a in current_alerts}
+    wanted: dict[str, list[Approval]] = {}
+    refusals = []
+    for approval in approvals:
+        problem = check_approval(approval)
+        if problem:
+            refusals.append({"alert_id": approval.alert_id, "reason": problem})
+            continue
+        if not approval.approved:
+            continue
+        if approval.alert_id not in current:
+            refusals.append({"alert_id": approval.alert_id, "reason": "the approved alert is not raised by the current run (data or plan changed); nothing to build."})
+            continue
+        modification = current[approval.alert_id].get("modification")
+        if not modification:
+            refusals.append({"alert_id": approval.alert_id, "reason": "the plan attaches no modification to this trigger: review only."})
+            continue
+        try:
+            check_modification(plan, modification=modification, features=card.features,
+                               model_family=card.recipe.estimator, training_periods=plan.training_periods)
+            if modification not in MODIFICATIONS:
+                raise ModificationRefused(f"clinval cannot build modification {modification!r}; it builds {list(MODIFICATIONS)}.")
+        except ModificationRefused as exc:
+            refusals.append({"alert_id": approval.alert_id, "reason": f"refused: {exc}"})
+            continue
+        wanted.setdefault(modification, []).append(approval)
+
+    rows = log[log["period"].isin(plan.training_periods) & log["label"].notna()]
+    built = []
+    for modification, approved in sorted(wanted.items()):
+        if rows.empty:
+            refusals.extend({"alert_id": a.alert_id, "reason": f"no labelled records in the training periods {list(plan.training_periods)}."} for a in approved)
+            continue
+        digest = _digest(rows, ["record_id", "label", *schema.features])
+        cid = f"{modification}-{hashlib.sha256(f'{modification}|{digest}|{card.training_data_sha256}'.encode()).hexdigest()[:10]}"
+        fitted, details = _fit(modification, locked=locked, card=card, schema=schema, rows=rows)
+        candidate = Candidate(
+            id=cid, modification=modification, alert_ids=tuple(sorted(a.alert_id for a in approved)),
+            approved_by=tuple(sorted({a.signer for a in approved})), training_periods=tuple(plan.training_periods),
+            n_train=int(len(rows)), training_data_digest=digest, model_file=f"models/candidates/{cid}/{MODEL_FILE}",
+            details=details,
+        )
+        built.append((candidate, fitted))
+    return built, refusals
+
+
+def write_candidates(built: Sequence[tuple[Candidate, Any]], refusals: Sequence[Mapping[str, str]],
+                     out_dir: str | os.PathLike) -> Path:
+    """Write each candidate's model and card, and a manifest (all or nothing)."""
+    with atomic_directory(out_dir) as tmp:
+        for candidate, fitted in built:
+            (tmp / candidate.id).mkdir()
+            joblib.dump(fitted, tmp / candidate.id / MODEL_FILE, compress=3)
+            (tmp / candidate.id / "card.json").write_text(json.dumps(asdict(candidate), indent=2, sort_keys=True) + "\n")
+        manifest = {"candidates": [asdict(c) for c, _ in built], "refusals": list(refusals)}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return Path(out_dir)
+
+
+def load_candidates(candidates_dir: str | os.PathLike) -> tuple[list[tuple[Candidate, Any]], list[dict[str, str]]]:
+    """Read what :func:`write_candidates` wrote."""
+    candidates_dir = Path(candidates_dir)
+    manifest = json.loads((candidates_dir / MANIFEST).read_text())
+    built = []
+    for raw in manifest["candidates"]:
+        candidate = Candidate(**{**raw, **{k: tuple(raw[k]) for k in ("alert_ids", "approved_by", "training_periods")}})
+        built.append((candidate, joblib.load(candidates_dir / candidate.id / MODEL_FILE)))
+    return built, manifest["refusals"]
+
+
+def evaluate_candidate(
+    candidate: Candidate,
+    fitted,
+    *,
+    log: pd.DataFrame,
+    schema: Schema,
+    plan: ChangeControlPlan,
+    groups: pd.DataFrame,
+    confidence: float = 0.95,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    n_bins: int = 10,
+    min_cell_size: int = 11,
+) -> CandidateEvaluation:
+    """Evaluate ``candidate`` against the locked model on the plan's sequestered periods.
+
+    ``log`` is the prediction log (its ``predicted_risk`` is the locked model's);
+    ``groups`` holds sensitive-group columns aligned with ``log`` (one column per
+    attribute) for the subgroup criterion.
+    """
+    rows = log[log["period"].isin(plan.sequestered_periods) & log["label"].notna()]
+    y = rows["label"].astype(int).to_numpy()
+    locked_risk = rows["predicted_risk"].to_numpy()
+    new_risk = score(fitted, rows, schema)
+    metrics = pd.concat([
+        performance.evaluate(y, locked_risk, confidence=confidence, n_bootstrap=n_bootstrap, seed=seed).assign(model="locked"),
+        performance.evaluate(y, new_risk, confidence=confidence, n_bootstrap=n_bootstrap, seed=seed).assign(model=candidate.id),
+    ], ignore_index=True)
+    metrics = metrics[["model", *[c for c in metrics.columns if c != "model"]]]
+    difference = performance.auroc_difference(y, new_risk, locked_risk, confidence=confidence)
+    subgroups = {}
+    for column in groups.columns:
+        values = groups.loc[rows.index, column].astype(str).to_numpy()
+        for value in pd.unique(values):
+            sel = values == value
+            subgroups[f"{column} {value}"] = performance.auroc_difference(y[sel], new_risk[sel], locked_risk[sel], confidence=confidence)
+    criteria = evaluate_criteria(
+        plan, auroc_difference=difference,
+        calibration_slope=performance.calibration_slope(y, new_risk, confidence=confidence),
+        observed_expected=performance.observed_expected(y, new_risk, confidence=confidence),
+        subgroup_differences=subgroups,
+    )
+    calibration = pd.concat([
+        performance.calibration_curve(y, risk, n_bins=n_bins, confidence=confidence, min_cell_size=min_cell_size).table.assign(model=name)
+        for name, risk in (("locked", locked_risk), (candidate.id, new_risk))
+    ], ignore_index=True)
+    return CandidateEvaluation(candidate=candidate, periods=tuple(plan.sequestered_periods), metrics=metrics,
+                               auroc_difference=difference, subgroup_differences=subgroups, criteria=tuple(criteria),
+                               calibration=calibration)
+
+
+def evaluation_record(evaluation: CandidateEvaluation, *, report: str) -> dict[str, Any]:
+    """The candidate as the JSON record lists it (read by ``clinval audit record`` and
+    ``clinval model promote``)."""
+    c = evaluation.candidate
+    return {
+        "id": c.id, "modification": c.modification, "alert_ids": list(c.alert_ids), "approved_by": list(c.approved_by),
+        "model_file": c.model_file, "training_data_digest": c.training_data_digest,
+        "training_periods": list(c.training_periods), "sequestered_periods": list(evaluation.periods),
+        "decision": evaluation.decision, "reasons": evaluation.reasons(),
+        "criteria": [asdict(r) for r in evaluation.criteria], "report": report,
+    }
