@@ -38,6 +38,7 @@ $(PIPELINE_SECRET):
 
 run: repro $(if $(CLINVAL_PASSPHRASE),,$(PIPELINE_SECRET))  ## the workbook, start to finish, recorded in the ledger
 	CLINVAL_PASSPHRASE="$${CLINVAL_PASSPHRASE:-$$(cat $(PIPELINE_SECRET))}" $(RUN) clinval audit record --create-signer
+	$(RUN) clinval report pccp
 	@echo "Open: $(CURDIR)/reports/index.html"
 
 test: repro  ## nbval needs the pipeline's outputs; unit and end-to-end tests need nothing else

@@ -5,12 +5,13 @@ from __future__ import annotations
 import ast
 import json
 import shlex
+from pathlib import Path
 
 import papermill
 import pytest
 import yaml
 
-from conftest import ROOT
+ROOT = Path(__file__).resolve().parents[1]
 
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:

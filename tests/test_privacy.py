@@ -9,7 +9,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clinval.privacy import format_count, suppression_mask
+from clinval.privacy import suppressed_label, suppressed_shares, suppression_mask
 
 
 def test_small_cells_are_hidden_and_large_cells_shown():
@@ -18,7 +18,9 @@ def test_small_cells_are_hidden_and_large_cells_shown():
     assert hidden["c"] and not hidden["d"]
     # with the total published, hiding c alone would reveal it: the smallest other cell goes too
     assert hidden["b"] and not hidden["a"]
-    assert format_count(3, True, min_cell_size=11) == "<11"
+    table = suppressed_shares(counts, min_cell_size=11).set_index("category")
+    assert table.loc["c", "n"] == suppressed_label(11) == "<11" and table.loc["c", "share"] is None
+    assert table.loc["a", "n"] == 50 and table.loc["d", "n"] == 0
 
 
 def _recoverable_1d(values: np.ndarray, hidden: np.ndarray) -> bool:

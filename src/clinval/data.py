@@ -554,17 +554,15 @@ def data_quality(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
 def category_frequencies(frame: pd.DataFrame, schema: Schema, *, min_cell_size: int) -> pd.DataFrame:
     """Count and share of each category of each categorical feature, small cells suppressed
     (complementary suppression within each feature, since its total is shown)."""
-    from clinval.privacy import format_count, suppression_mask
+    from clinval.privacy import suppressed_shares
 
-    rows = []
-    for column in schema.categorical:
-        counts = frame[column].fillna("(missing)").value_counts().sort_index()
-        hidden = suppression_mask(counts, min_cell_size=min_cell_size)
-        for category, count in counts.items():
-            rows.append({"feature": column, "category": category,
-                         "n": format_count(count, hidden[category], min_cell_size=min_cell_size),
-                         "share": None if hidden[category] else count / counts.sum()})
-    return pd.DataFrame(rows)
+    tables = [
+        suppressed_shares(frame[column].fillna("(missing)").value_counts().sort_index(), min_cell_size=min_cell_size)
+        .assign(feature=column)
+        for column in schema.categorical
+    ]
+    table = pd.concat(tables, ignore_index=True)
+    return table[["feature", "category", "n", "share"]]
 
 
 def numeric_histogram(values: pd.Series, *, min_cell_size: int, max_bins: int = 12) -> pd.DataFrame:

@@ -253,14 +253,14 @@ def feature_shares(prepared: PreparedStudy, log: pd.DataFrame, *, feature: str, 
     Columns: ``period``, ``category``, ``n`` (int, or the suppressed label), ``share``
     (``None`` where hidden).
     """
-    from clinval.privacy import bin_index, format_count, pooled_bin_edges, suppression_mask
+    from clinval.privacy import bin_index, pooled_bin_edges, suppressed_shares
 
     frames = {REFERENCE: prepared.reference, **{p: log[log["period"] == p] for p in prepared.periods}}
     numeric = feature in prepared.schema.numeric
     if numeric:
         edges = pooled_bin_edges(prepared.reference[feature].dropna().to_numpy(), n_bins=n_bins, min_cell_size=min_cell_size)
         labels = [f"{lo:g}-{hi:g}" for lo, hi in zip(edges[:-1], edges[1:])]
-    rows = []
+    tables = []
     for period, frame in frames.items():
         values = frame[feature]
         if numeric:
@@ -268,9 +268,6 @@ def feature_shares(prepared: PreparedStudy, log: pd.DataFrame, *, feature: str, 
             counts = pd.Series(np.bincount(bin_index(present, edges), minlength=len(labels)), index=labels)
         else:
             counts = values.fillna("(missing)").astype(str).value_counts().sort_index()
-        hidden = suppression_mask(counts, min_cell_size=min_cell_size)
-        for category, count in counts.items():
-            rows.append({"period": period, "category": category,
-                         "n": format_count(count, hidden[category], min_cell_size=min_cell_size),
-                         "share": None if hidden[category] else count / counts.sum()})
-    return pd.DataFrame(rows)
+        tables.append(suppressed_shares(counts, min_cell_size=min_cell_size).assign(period=period))
+    table = pd.concat(tables, ignore_index=True)
+    return table[["period", "category", "n", "share"]]

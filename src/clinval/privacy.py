@@ -24,7 +24,15 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["DEFAULT_MIN_CELL_SIZE", "bin_index", "determined_cells", "pooled_bin_edges", "format_count", "suppressed_label", "suppression_mask"]
+__all__ = [
+    "DEFAULT_MIN_CELL_SIZE",
+    "bin_index",
+    "determined_cells",
+    "pooled_bin_edges",
+    "suppressed_label",
+    "suppressed_shares",
+    "suppression_mask",
+]
 
 DEFAULT_MIN_CELL_SIZE = 11
 
@@ -125,9 +133,17 @@ def _line_ids(index: pd.Index, lines: Sequence[Sequence[str]] | None) -> list[np
     return out
 
 
-def format_count(value: int, hidden: bool, *, min_cell_size: int) -> str:
-    """A count as shown in a record: the number, or ``"<11"`` when hidden."""
-    return suppressed_label(min_cell_size) if hidden else f"{int(value):,}"
+def suppressed_shares(counts: pd.Series, *, min_cell_size: int) -> pd.DataFrame:
+    """A one-way frequency table as published: ``category``, ``n`` (the count as an int,
+    or ``"<11"`` when hidden, complementary suppression included) and ``share`` (``None``
+    where hidden)."""
+    hidden = suppression_mask(counts, min_cell_size=min_cell_size)
+    total = counts.sum()
+    return pd.DataFrame({
+        "category": list(counts.index),
+        "n": pd.Series([suppressed_label(min_cell_size) if h else int(c) for c, h in zip(counts, hidden)], dtype=object),
+        "share": pd.Series([None if h else c / total for c, h in zip(counts, hidden)], dtype=object),
+    })
 
 
 def bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:

@@ -32,7 +32,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from clinval import performance
-from clinval._io import atomic_directory, sha256_file
+from clinval._io import atomic_directory
 from clinval.data import Schema
 from clinval.model import ModelCard, build_pipeline, feature_frame, score
 from clinval.pccp import ChangeControlPlan, CriterionResult, ModificationRefused, check_modification, evaluate_criteria

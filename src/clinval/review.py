@@ -15,7 +15,6 @@ reading the growing ledger) before it builds a candidate.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence

@@ -104,3 +104,38 @@ def test_verify_result_reads_like_the_cli(standard):
     assert (ok.size, ok.head) == (10, list(standard.ledger.entries())[-1].digest)
     with pytest.raises(ValueError, match="needs root"):
         verify(standard.path, deep=True)
+
+
+def test_deep_verify_skips_replaced_outputs_but_requires_current_and_promoted_ones(tmp_path):
+    """DVC replaces a run's outputs on the next run, so an older run's artifact may be
+    absent; the latest run's outputs and a promoted model must be present and match."""
+    from clinval.ledger import Ledger, path_sha256, register_key, verify
+    from clinval.signing import Signer
+
+    def write(name: str, text: str) -> dict:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return {"path": name, "sha256": path_sha256(path)}
+
+    ledger = Ledger(path=tmp_path / "audit" / "ledger.jsonl")
+    pipeline = Signer.ephemeral(user_id="pipeline", printed_name="clinval pipeline")
+    register_key(ledger, signer=pipeline)
+    ledger.append(kind="pipeline_run", body={"outputs": [write("reports/old.html", "run 1")]}, signer=pipeline)
+    ledger.append(kind="retrain", body={"candidate_id": "c1", "model_file": write("models/c1.bin", "c1")}, signer=pipeline)
+    ledger.append(kind="retrain", body={"candidate_id": "c2", "model_file": write("models/c2.bin", "c2")}, signer=pipeline)
+    ledger.append(kind="model_version", body={"candidate_id": "c2", "model_file": write("models/c2.bin", "c2")}, signer=pipeline)
+    ledger.append(kind="pipeline_run", body={"outputs": [write("reports/new.html", "run 2")]}, signer=pipeline)
+
+    (tmp_path / "reports" / "old.html").unlink()   # replaced by run 2
+    (tmp_path / "models" / "c1.bin").unlink()      # an unpromoted candidate, replaced
+    assert verify(ledger.path, deep=True, root=tmp_path).ok
+
+    (tmp_path / "reports" / "new.html").unlink()   # the current run's output
+    result = verify(ledger.path, deep=True, root=tmp_path)
+    assert not result.ok and result.code == "DIGEST_MISMATCH" and "reports/new.html" in result.message
+    write("reports/new.html", "run 2")
+
+    (tmp_path / "models" / "c2.bin").unlink()      # the promoted model
+    result = verify(ledger.path, deep=True, root=tmp_path)
+    assert not result.ok and result.code == "DIGEST_MISMATCH" and "models/c2.bin" in result.message

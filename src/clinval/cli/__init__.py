@@ -28,8 +28,9 @@ def _register() -> None:
     from clinval.cli.audit import audit, keys, sign
     from clinval.cli.drift import drift
     from clinval.cli.model import model
-    from clinval.cli.notebook import notebook, report
+    from clinval.cli.notebook import notebook
     from clinval.cli.pipeline import prepare, score, train
+    from clinval.cli.report import report
     from clinval.cli.review import review
 
     for command in (prepare, train, score, notebook, report, drift, review, model, audit, keys, sign):

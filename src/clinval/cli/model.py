@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import click
 
 from clinval.cli._common import UserError, friendly, ledger_options, load_params, open_ledger, unlock_signer
 
+PROMOTED_DIR = Path("models/promoted")
 MSG_NO_CANDIDATE = "no candidate {cid!r} in {report}; candidates there: {known}."
 MSG_FAILS = "candidate {cid} does not meet the acceptance criteria and cannot be promoted: {reasons}"
 MSG_NOT_RECORDED = "candidate {cid} is not in the audit ledger yet; run `clinval audit record` first."
@@ -101,12 +103,21 @@ def promote(candidate_id, reason, report, approvals, ledger_path, checkpoint_dir
     if signer.user_id in approvers:
         raise UserError(MSG_SAME_PERSON.format(user=signer.user_id, cid=candidate_id))
     entry = retrain[-1]
+    source = Path(candidate["model_file"])
+    if sha256_file(source) != entry.body["model_file"]["sha256"]:
+        raise UserError(f"{source} no longer matches the model the ledger recorded for {candidate_id} (seq {entry.seq}); re-run `dvc repro`.")
     signature = esign(ledger, signer=signer, target_ref=str(entry.seq), target_digest=entry.digest, meaning="approved", reason=reason)
+    # the candidates folder is rebuilt by every run: keep the promoted model where nothing replaces it
+    kept = PROMOTED_DIR / candidate_id
+    kept.mkdir(parents=True, exist_ok=True)
+    for item in source.parent.iterdir():
+        shutil.copy2(item, kept / item.name)
     html = Path(report).with_suffix(".html")
     version = ledger.append(kind="model_version", signer=signer, body={
         "candidate_id": candidate_id,
         "modification": candidate["modification"],
-        "model_file": {"path": candidate["model_file"], "sha256": sha256_file(candidate["model_file"])},
+        "model_file": {"path": (kept / source.name).as_posix(), "sha256": sha256_file(kept / source.name)},
+        "candidate_file": entry.body["model_file"],
         "training_data_digest": candidate["training_data_digest"],
         "validation_report": {"path": html.as_posix(), "sha256": sha256_file(html)},
         "retraining_approved_by": sorted(approvers),
@@ -114,4 +125,5 @@ def promote(candidate_id, reason, report, approvals, ledger_path, checkpoint_dir
         "promotion_esig_seq": signature.seq,
         "criteria": [c["criterion"] for c in candidate["criteria"]],
     })
-    click.echo(f"promoted {candidate_id}: e-signature seq {signature.seq} by {signer.printed_name}, model_version seq {version.seq}.")
+    click.echo(f"promoted {candidate_id}: e-signature seq {signature.seq} by {signer.printed_name}, model_version seq {version.seq}; "
+               f"model kept in {kept}/ (track it: `dvc add {PROMOTED_DIR}` and commit the .dvc file).")

@@ -1,4 +1,4 @@
-"""Evidence records: run a notebook into reports/, and build the index page."""
+"""Evidence records: run a notebook into reports/."""
 
 from __future__ import annotations
 
@@ -36,20 +36,3 @@ def run(path: str, params_files: tuple[str, ...], reports: str, title: str | Non
         raise FileNotFoundError(f"{path}: notebook not found.")
     paths = run_notebook(path, reports_dir=reports, parameters=parameters, title=title)
     click.echo(f"wrote {paths.html} (+ .ipynb, .json)")
-
-
-@click.group()
-def report() -> None:
-    """Reports built from the evidence records."""
-
-
-@report.command("index")
-@click.option("--reports", default="reports", show_default=True, help="Folder holding the records.")
-@click.option("--out", default="reports/index.html", show_default=True, help="The index page to write.")
-@friendly
-def index(reports: str, out: str) -> None:
-    """Write the index page linking every evidence record with its digest and status."""
-    from clinval.report import write_index
-
-    path = write_index(reports_dir=reports, out=out)
-    click.echo(f"wrote {path}")

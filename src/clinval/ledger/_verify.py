@@ -7,8 +7,9 @@ import multiprocessing
 import os
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -124,7 +125,9 @@ def verify(
         The ledger file. A missing file is an empty ledger.
     deep : bool
         Also re-hash every artifact the ledger refers to (the latest record of each
-        path) and report DIGEST_MISMATCH for a changed or missing file.
+        path) and report DIGEST_MISMATCH for a changed or missing file; an older
+        run's outputs and unpromoted candidates that DVC has since replaced are
+        skipped when absent (see ``_Artifacts``).
     checkpoint : str or os.PathLike or None
         A checkpoint file kept from earlier; proves the ledger only grew since.
     root : str or os.PathLike or None
@@ -146,7 +149,7 @@ def verify(
     tail = data[complete:]
     findings: list[_Finding] = []
     state = ChainState()
-    references: dict[str, tuple[int, str | None]] = {}
+    references = _Artifacts()
     limit = len(lines)
     # Other processes check the signatures of later chunks while this one walks the chain.
     signatures = _SignatureChecks(path, data, lines, workers)
@@ -214,11 +217,42 @@ def _read_consistently(path: Path) -> bytes:
         return path.read_bytes()
 
 
+@dataclass
+class _Artifacts:
+    """Files the ledger refers to, with the latest recorded digest of each path.
+
+    A pipeline run's outputs are replaced by the next run (DVC keeps the old bytes in its
+    cache), and a candidate model is replaced when the plan or data change. So a path
+    whose latest record is an older run's output, or an unpromoted candidate's model,
+    may be absent (it is then skipped); when present it must still match. Everything
+    else (the latest run's outputs, review-queue pulls, reports, promoted models) must
+    be present and match.
+    """
+
+    latest: dict[str, tuple[int, str | None, str]] = field(default_factory=dict)
+    last_run: int = -1
+    promoted: set[str] = field(default_factory=set)
+
+    def add(self, seq: int, kind: str, references: list[dict[str, Any]]) -> None:
+        if kind == "pipeline_run":
+            self.last_run = seq
+        if kind == "model_version":
+            self.promoted |= {r["path"] for r in references}
+        for r in references:
+            self.latest[r["path"]] = (seq, r["sha256"], kind)
+
+    def may_be_absent(self, path: str) -> bool:
+        seq, _, kind = self.latest[path]
+        superseded_run = kind == "pipeline_run" and seq != self.last_run
+        unpromoted = kind == "retrain" and path not in self.promoted
+        return superseded_run or unpromoted
+
+
 def _check_line(
     state: ChainState,
     seq: int,
     line: bytes,
-    references: dict[str, tuple[int, str | None]] | None,
+    references: _Artifacts | None,
 ) -> _Finding | None:
     try:
         value = parse_canonical(line)
@@ -231,13 +265,14 @@ def _check_line(
     if rejection is not None:
         return _Finding(seq, _RANK_ENTRY, rejection.code, rejection.message)
     if references is not None:
-        for reference in file_references(value["body"]):
+        found = list(file_references(value["body"]))
+        for reference in found:
             problem = check_relative_path(reference["path"])
             if problem is not None:
                 return _Finding(
                     seq, _RANK_ENTRY, ErrorCode.MALFORMED, MSG_FILE_PATH.format(problem=problem)
                 )
-            references[reference["path"]] = (seq, reference["sha256"])
+        references.add(seq, value["kind"], found)
     state.apply(value, sha256_hex(line))
     return None
 
@@ -388,15 +423,15 @@ def _check_checkpoint(
 
 
 # -- deep: artifacts ---------------------------------------------------------------
-def _check_files(
-    root: Path, references: dict[str, tuple[int, str | None]]
-) -> tuple[list[_Finding], int]:
+def _check_files(root: Path, references: _Artifacts) -> tuple[list[_Finding], int]:
     findings = []
     checked = 0
-    for relative, (seq, expected) in sorted(references.items(), key=lambda item: item[1][0]):
+    for relative, (seq, expected, _) in sorted(references.latest.items(), key=lambda item: item[1][0]):
         if expected is None:
             continue
         full = root / relative
+        if not full.exists() and references.may_be_absent(relative):
+            continue  # replaced by a later run or plan: its bytes live on in the DVC cache
         checked += 1
         if not full.exists():
             message = MSG_FILE_MISSING.format(path=relative, expected=expected, seq=seq)
