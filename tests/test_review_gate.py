@@ -170,6 +170,7 @@ def test_a_modification_the_plan_does_not_allow_is_refused(repo):
     plan["locked"]["features"] = [f for f in plan["locked"]["features"] if f != "stroke"]
     path.write_text(yaml.safe_dump(plan, sort_keys=False))
     repo.run("dvc", "repro")
+    repo.record()
     record = repo.json("reports/04_revalidation.json")
     assert record["candidates"] == []
     reasons = " ".join(r["reason"] for r in repo.json("models/candidates/manifest.json")["refusals"])
@@ -179,3 +180,9 @@ def test_a_modification_the_plan_does_not_allow_is_refused(repo):
 
 def test_the_ledger_still_verifies_after_everything(repo):
     assert repo.run("clinval", "audit", "verify", "--deep").returncode == 0
+    # the promoted model is kept although the candidates folder was rebuilt since
+    promoted = list((repo.path / "models" / "promoted").glob("*/model.joblib"))
+    assert len(promoted) == 1 and not list((repo.path / "models" / "candidates").glob("*/model.joblib"))
+    report = repo.run("clinval", "report", "pccp")
+    page = (repo.path / "reports" / "pccp_report.html").read_text()
+    assert "Alice Reviewer" in page and "Bob Quality" in page and "PROMOTE" in page and "refused" in page.lower()

@@ -25,6 +25,7 @@ import pandas as pd
 
 __all__ = [
     "APPROVALS",
+    "CRITERIA",
     "RULES",
     "Alert",
     "ChangeControlPlan",
@@ -44,6 +45,13 @@ __all__ = [
 ]
 
 RULES = ("ci_outside", "ci_below_reference", "drifted_features", "flagged_disparities")
+CRITERIA = {
+    "auroc_noninferiority": ("margin",),
+    "calibration_slope": ("bounds",),
+    "observed_expected": ("includes",),
+    "subgroup_auroc": ("margin",),
+}
+"""Acceptance criteria a plan may state, with their required settings."""
 """Trigger rules a plan may use (see ``params/pccp.yaml`` for their meaning)."""
 APPROVALS = ("person", "automatic")
 SOURCES = ("drift", "fairness")
@@ -176,6 +184,14 @@ def plan_from_params(params: Mapping[str, Any]) -> ChangeControlPlan:
     overlap = sorted(set(training) & set(sequestered))
     if overlap:
         raise PlanError(_ERR_PLAN.format(problem=f"periods {overlap} are both training and sequestered periods."))
+    criteria = dict(_need(params, "acceptance_criteria", ""))
+    if not criteria:
+        raise PlanError(_ERR_PLAN.format(problem="'acceptance_criteria' is empty; a candidate must be judged against at least one criterion."))
+    for name, spec in criteria.items():
+        if name not in CRITERIA:
+            raise PlanError(_ERR_PLAN.format(problem=f"unknown acceptance criterion {name!r}; known criteria are {sorted(CRITERIA)}."))
+        for key in CRITERIA[name]:
+            _need(spec, key, f"acceptance_criteria.{name}.")
     return ChangeControlPlan(
         version=int(params.get("version", 1)),
         locked_features=tuple(_need(locked, "features", "locked.")),
@@ -185,7 +201,7 @@ def plan_from_params(params: Mapping[str, Any]) -> ChangeControlPlan:
         triggers=triggers,
         training_periods=training,
         sequestered_periods=sequestered,
-        criteria=dict(_need(params, "acceptance_criteria", "")),
+        criteria=criteria,
     )
 
 
@@ -381,12 +397,14 @@ def evaluate_criteria(
     if "subgroup_auroc" in crit:
         margin = float(crit["subgroup_auroc"]["margin"])
         worse = [g for g, d in subgroup_differences.items() if d.status == "ok" and d.upper < -margin]
+        estimable = [g for g, d in subgroup_differences.items() if d.status == "ok"]
         not_estimable = [g for g, d in subgroup_differences.items() if d.status != "ok"]
         text = "; ".join(f"{g}: {_interval_text(d.difference, d.lower, d.upper, d.status)}" for g, d in subgroup_differences.items())
+        # no estimable group demonstrates nothing: that fails rather than passes
         results.append(CriterionResult(
             "subgroup AUROC", f"no group's paired AUROC difference has an upper 95% bound below -{margin:g}"
             + (f" (not estimable: {', '.join(not_estimable)})" if not_estimable else ""),
-            text or "no groups", not worse))
+            text or "no groups", bool(estimable) and not worse))
     return results
 
 

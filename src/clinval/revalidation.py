@@ -145,7 +145,12 @@ def build_candidates(
     """
     current = {a["id"]: a for a in current_alerts}
     wanted: dict[str, list[Approval]] = {}
+    automatic: dict[str, list[str]] = {}
     refusals = []
+    for alert in current_alerts:  # the plan lets these modifications follow their trigger without a person
+        modification = alert.get("modification")
+        if modification in plan.modifications and plan.modifications[modification].approval == "automatic":
+            automatic.setdefault(modification, []).append(alert["id"])
     for approval in approvals:
         problem = check_approval(approval)
         if problem:
@@ -169,19 +174,31 @@ def build_candidates(
             refusals.append({"alert_id": approval.alert_id, "reason": f"refused: {exc}"})
             continue
         wanted.setdefault(modification, []).append(approval)
+    for modification, alert_ids in automatic.items():
+        try:
+            check_modification(plan, modification=modification, features=card.features,
+                               model_family=card.recipe.estimator, training_periods=plan.training_periods)
+        except ModificationRefused as exc:
+            refusals.extend({"alert_id": a, "reason": f"refused: {exc}"} for a in alert_ids)
+            continue
+        wanted.setdefault(modification, [])
+    automatic_ids = {m: a for m, a in automatic.items() if m in wanted}
 
     rows = log[log["period"].isin(plan.training_periods) & log["label"].notna()]
     built = []
     for modification, approved in sorted(wanted.items()):
         if rows.empty:
-            refusals.extend({"alert_id": a.alert_id, "reason": f"no labelled records in the training periods {list(plan.training_periods)}."} for a in approved)
+            ids = [a.alert_id for a in approved] + list(automatic_ids.get(modification, ()))
+            refusals.extend({"alert_id": a, "reason": f"no labelled records in the training periods {list(plan.training_periods)}."} for a in ids)
             continue
         digest = _digest(rows, ["record_id", "label", *schema.features])
         cid = f"{modification}-{hashlib.sha256(f'{modification}|{digest}|{card.training_data_sha256}'.encode()).hexdigest()[:10]}"
         fitted, details = _fit(modification, locked=locked, card=card, schema=schema, rows=rows)
+        alert_ids = {a.alert_id for a in approved} | set(automatic_ids.get(modification, ()))
         candidate = Candidate(
-            id=cid, modification=modification, alert_ids=tuple(sorted(a.alert_id for a in approved)),
-            approved_by=tuple(sorted({a.signer for a in approved})), training_periods=tuple(plan.training_periods),
+            id=cid, modification=modification, alert_ids=tuple(sorted(alert_ids)),
+            approved_by=tuple(sorted({a.signer for a in approved})) or ("automatic (per plan)",),
+            training_periods=tuple(plan.training_periods),
             n_train=int(len(rows)), training_data_digest=digest, model_file=f"models/candidates/{cid}/{MODEL_FILE}",
             details=details,
         )

@@ -6,11 +6,15 @@ A fired trigger (drift or fairness) is an *alert* in its evidence record's JSON.
 reviewer can look at the patients behind an aggregate on an approved workstation.
 
 A reviewer decides with ``clinval review approve|reject ALERT --reason TEXT``: an
-e-signature in the audit ledger bound to the alert's digest, plus an approval file
-``audit/approvals/<alert-id>.json`` holding the alert and a copy of the signed ledger
-line. The approval files are a dependency of the ``revalidate`` stage, which checks each
-copy's Ed25519 signature against the public keys in ``audit/keys/`` (offline, without
-reading the growing ledger) before it builds a candidate.
+e-signature in the audit ledger bound to the alert's ledger entry, plus an approval file
+``audit/approvals/<alert-id>.json`` holding the alert, a copy of both signed ledger lines
+and the signer's public key. The approval files are a dependency of the ``revalidate``
+stage, which checks each one offline (:func:`check_approval`: the signature verifies with
+the key in the file and is bound to the alert's entry) without reading the growing
+ledger, so it stays a pure function of its inputs. That check proves consistency, not
+membership: a file signed by a key the ledger never registered passes it. The ledger is
+the authority: ``clinval model promote``, ``clinval report pccp`` and ``clinval audit
+verify`` accept a decision only if its signed line is in the verified ledger.
 """
 
 from __future__ import annotations
@@ -182,8 +186,10 @@ def decide(*, ledger, signer, alert: Mapping[str, Any], decision: str, reason: s
         If the alert was already decided.
     """
     from clinval.ledger._encoding import b64encode
-    from clinval.signing import esign
+    from clinval.signing import PIPELINE_ACTOR, esign
 
+    if signer.user_id == PIPELINE_ACTOR:
+        raise ValueError(f"{PIPELINE_ACTOR!r} is the pipeline's machine identity; a review decision is signed by a person.")
     if _approval_path(approvals_dir, alert["id"]).exists():
         existing = json.loads(_approval_path(approvals_dir, alert["id"]).read_text())
         raise FileExistsError(f"alert {alert['id']} was already {existing['decision']}; a decision is never overwritten.")

@@ -65,6 +65,8 @@ __all__ = [
     "ENV_USER",
     "MEANINGS",
     "MIN_PASSPHRASE_LENGTH",
+    "PIPELINE_ACTOR",
+    "PIPELINE_NAME",
     "Signer",
     "SigningError",
     "create_key",
@@ -76,6 +78,10 @@ __all__ = [
     "private_key_path",
 ]
 
+PIPELINE_ACTOR = "pipeline"
+"""The user id of the pipeline's own machine identity (``clinval audit record``). It
+records what runs produced; it may never sign a review decision or a promotion."""
+PIPELINE_NAME = "clinval pipeline"
 ENV_HOME = "CLINVAL_HOME"
 ENV_PASSPHRASE = "CLINVAL_PASSPHRASE"
 ENV_USER = "CLINVAL_USER"

@@ -35,6 +35,8 @@ from clinval.ledger import (
 )
 from clinval.ledger._checkpoint import CHECKPOINT_FILE
 from clinval.signing import (
+    PIPELINE_ACTOR,
+    PIPELINE_NAME,
     ENV_PASSPHRASE,
     create_key,
     digest_of_target,
@@ -47,8 +49,6 @@ from clinval.signing import (
 __all__ = ["EXIT_ERROR", "EXIT_VERIFY_FAILED", "audit", "keys", "sign"]
 
 EXIT_VERIFY_FAILED = 1
-PIPELINE_ACTOR = "pipeline"
-PIPELINE_NAME = "clinval pipeline"
 
 MSG_NO_SIGNER = (
     "no private key for actor {actor!r} on this machine; pass --create-signer (uses "

@@ -16,8 +16,9 @@ MSG_FAILS = "candidate {cid} does not meet the acceptance criteria and cannot be
 MSG_NOT_RECORDED = "candidate {cid} is not in the audit ledger yet; run `clinval audit record` first."
 MSG_NO_APPROVAL = ("candidate {cid} has no signed approval of its retraining in the ledger "
                    "(alerts {alerts}); promotion needs an approved alert first.")
-MSG_SAME_PERSON = ("{user} approved the retraining of {cid}; promotion needs a second signature by a "
-                   "different person (21 CFR 11 two-person rule in the change control plan).")
+MSG_SAME_PERSON = ("{user} approved the retraining of {cid}; the change control process requires promotion "
+                   "to be signed by a different person.")
+MSG_MACHINE = "{user!r} is the pipeline's machine identity; a promotion is signed by a person."
 MSG_ALREADY = "candidate {cid} was already promoted (ledger seq {seq})."
 
 
@@ -63,19 +64,22 @@ def build_candidates_command(approvals, records, plan_path, prepared, scored, lo
 @click.option("--reason", required=True, help="Why, in your words (recorded with the signature).")
 @click.option("--report", default="reports/04_revalidation.json", show_default=True, help="The revalidation record.")
 @click.option("--approvals", default="audit/approvals", show_default=True, help="Signed decisions on alerts.")
+@click.option("--plan", "plan_path", default="params/pccp.yaml", show_default=True, help="The change control plan.")
 @ledger_options
 @friendly
-def promote(candidate_id, reason, report, approvals, ledger_path, checkpoint_dir, keys_dir) -> None:
+def promote(candidate_id, reason, report, approvals, plan_path, ledger_path, checkpoint_dir, keys_dir) -> None:
     """Promote CANDIDATE_ID: a second e-signature (meaning approved) and a model_version entry.
 
     Refused unless the candidate passed every acceptance criterion, its retraining was
-    approved by a signed decision in the ledger, and you are not the person who approved
-    that retraining.
+    approved by a signed decision in the ledger (unless the plan makes that modification
+    automatic), and you are neither the person who approved that retraining nor the
+    pipeline's machine identity.
     """
-    from clinval import review
+    from clinval import pccp, review
     from clinval._io import sha256_file
-    from clinval.signing import esign
+    from clinval.signing import PIPELINE_ACTOR, esign
 
+    plan = pccp.plan_from_params(load_params(plan_path))
     record = json.loads(Path(report).read_text())
     candidates = {c["id"]: c for c in record.get("candidates", [])}
     if candidate_id not in candidates:
@@ -97,9 +101,13 @@ def promote(candidate_id, reason, report, approvals, ledger_path, checkpoint_dir
         if approval.alert_id in candidate["alert_ids"] and approval.approved and approval.esig_entry in stored \
                 and review.check_approval(approval) is None:
             approvers.add(approval.signer)
-    if not approvers:
+    automatic = plan.modifications.get(candidate["modification"]) is not None and \
+        plan.modifications[candidate["modification"]].approval == "automatic"
+    if not approvers and not automatic:
         raise UserError(MSG_NO_APPROVAL.format(cid=candidate_id, alerts=", ".join(candidate["alert_ids"])))
     signer = unlock_signer()
+    if signer.user_id == PIPELINE_ACTOR:
+        raise UserError(MSG_MACHINE.format(user=signer.user_id))
     if signer.user_id in approvers:
         raise UserError(MSG_SAME_PERSON.format(user=signer.user_id, cid=candidate_id))
     entry = retrain[-1]
