@@ -67,3 +67,15 @@ def test_records_hold_aggregates_only_and_no_small_cells(clean_clone):
         k = record["parameters"]["min_cell_size"]
         small = [(key, n) for key, n in _counts(record["values"]) if 0 < n < k]
         assert not small, f"{path.name} shows counts below {k}: {small[:5]}"
+
+
+def test_records_carry_no_warnings_or_paths_of_the_machine(clean_clone):
+    """A warning in a record distracts a reviewer and, through its file path, makes the
+    record differ between machines; both are defects to fix at the source."""
+    for path in (clean_clone / "reports").glob("[0-9][0-9]_*.ipynb"):
+        nb = json.loads(path.read_text())
+        streams = [o["text"] for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "stream"]
+        assert not streams, f"{path.name} printed: {''.join(streams)[:500]}"
+    for path in (clean_clone / "reports").glob("*.html"):
+        page = path.read_text()
+        assert str(clean_clone) not in page and str(ROOT) not in page, f"{path.name} names a machine path"

@@ -197,6 +197,17 @@ class RecordPaths:
     json: Path
 
 
+def _path_aliases(root: Path) -> list[tuple[str, str]]:
+    """Absolute paths that can leak into outputs (tracebacks, warnings), longest first,
+    with the stable text that replaces them: the same record on any machine."""
+    import sys
+
+    package = Path(__file__).resolve().parent
+    aliases = {str(root.resolve()): ".", str(package): "<clinval>", str(Path(sys.prefix).resolve()): "<python>",
+               str(Path(sys.base_prefix).resolve()): "<python>"}
+    return sorted(aliases.items(), key=lambda item: -len(item[0]))
+
+
 def _normalise(nb, *, root: Path, notebook_rel: str, output_rel: str) -> None:
     """Remove everything that differs between two runs on the same inputs."""
     meta = nb.metadata.get("papermill", {})
@@ -205,14 +216,15 @@ def _normalise(nb, *, root: Path, notebook_rel: str, output_rel: str) -> None:
     meta["input_path"] = notebook_rel
     meta["output_path"] = output_rel
     nb.metadata.pop("widgets", None)
-    root_text = str(root.resolve())
+    aliases = _path_aliases(root)
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{i:02d}"
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
         for output in cell.get("outputs", []):
             if output.get("output_type") == "stream":
-                output["text"] = output["text"].replace(root_text, ".")
+                for path, alias in aliases:
+                    output["text"] = output["text"].replace(path, alias)
 
 
 def _collect(nb, notebook_name: str) -> dict[str, Any]:

@@ -125,7 +125,7 @@ def promote(candidate_id, reason, report, approvals, plan_path, ledger_path, che
         "candidate_id": candidate_id,
         "modification": candidate["modification"],
         "model_file": {"path": (kept / source.name).as_posix(), "sha256": sha256_file(kept / source.name)},
-        "candidate_file": entry.body["model_file"],
+        "retrain_seq": entry.seq,
         "training_data_digest": candidate["training_data_digest"],
         "validation_report": {"path": html.as_posix(), "sha256": sha256_file(html)},
         "retraining_approved_by": sorted(approvers),

@@ -44,7 +44,8 @@ def category_shares(shares: Mapping[str, pd.DataFrame]) -> Figure | None:
     fig = Figure(figsize=(7.5, 2.4 * len(shares)), layout="constrained")
     axes = np.atleast_1d(fig.subplots(len(shares), 1))
     for ax, (feature, table) in zip(axes, shares.items()):
-        wide = table.pivot_table(index="period", columns="category", values="share", aggfunc="first", sort=False).fillna(0.0)
+        shares = table.assign(share=pd.to_numeric(table["share"]).fillna(0.0))  # hidden cells draw as empty
+        wide = shares.pivot_table(index="period", columns="category", values="share", aggfunc="first", sort=False)
         bottom = np.zeros(len(wide))
         for k, category in enumerate(wide.columns):
             ax.bar(wide.index.astype(str), wide[category], bottom=bottom, color=PALETTE[k % len(PALETTE)], label=str(category))
