@@ -330,6 +330,17 @@ def test_an_approved_alert_without_a_candidate_yet(tmp_path):
     assert "APPROVED by Alice Smith (alice)" in text
 
 
+def test_a_refused_modification_and_a_promotion_no_longer_in_the_records_are_both_reported(tmp_path):
+    bench = build_workbench(tmp_path)
+    reason = "refused: the change control plan locks the feature list"
+    _write_record(tmp_path, "04_revalidation", values={"refusals": [{"alert_id": ALERT["id"], "reason": reason}]})
+    text = _text(_soup(bench.write().path))
+    version = bench.ledger.find(kind="model_version")[-1]
+    assert f"Modifications refused under the plan alert why no candidate was built {ALERT['id']} {reason}" in text
+    assert (f"{CANDIDATE_ID} recalibration — — PROMOTE: met every acceptance criterion when promoted "
+            f"(built at seq") in text and f"promoted (seq {version.seq})" in text
+
+
 def test_the_report_is_self_contained(tmp_path):
     page = build_workbench(tmp_path).write().path.read_text()
     soup = BeautifulSoup(page, "html.parser")

@@ -592,13 +592,19 @@ def _description_of_modifications(plan: ChangeControlPlan, records, trail: _Trai
     for entry in trail.entries:
         if entry.kind == "retrain" and entry.body.get("candidate_id") not in in_records:
             version = trail.latest(["model_version"], candidate_id=entry.body.get("candidate_id"))
+            decision = ("PROMOTE: met every acceptance criterion when promoted" if version
+                        else "not in the current records")
             made.append((entry.body.get("candidate_id"), entry.body.get("modification"), "—", "—",
-                         f"recorded at {trail.seq_text(entry)}; not in the current records",
+                         f"{decision} (built at {trail.seq_text(entry)})",
                          f"promoted ({trail.seq_text(version)})" if version else "not promoted"))
     made_html = (html_table(pd.DataFrame(made, columns=["candidate", "modification", "for alerts", "trained on",
                                                         "decision under the plan", "deployed"]),
                             caption="Modifications made under the plan")
                  if made else _para("No modification has been made under the plan: no candidate model was built."))
+    refusals = ((_record(records, REVALIDATION_RECORD) or {}).get("values") or {}).get("refusals") or []
+    refused_html = (html_table(pd.DataFrame([(r.get("alert_id"), r.get("reason")) for r in refusals],
+                                            columns=["alert", "why no candidate was built"]),
+                               caption="Modifications refused under the plan") if refusals else "")
     return "<section>" + _section(
         "1. Description of Modifications",
         "This section states which changes to the locked model the plan allows, what may never change without a new "
@@ -606,6 +612,7 @@ def _description_of_modifications(plan: ChangeControlPlan, records, trail: _Trai
         html_table(allowed, caption="Modifications the plan allows"),
         html_table(locked, caption="Locked components"),
         made_html,
+        refused_html,
     ) + "</section>"
 
 
