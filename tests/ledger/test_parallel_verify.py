@@ -42,3 +42,15 @@ def test_a_forged_signature_anywhere_is_found_by_every_worker_layout(long_ledger
     for workers in (1, 2, 3):
         result = verify(path, workers=workers)
         assert (result.code, result.seq) == (ErrorCode.BAD_SIGNATURE, bad_seq), (workers, str(result))
+
+
+@pytest.mark.parametrize("entries", [0, 1, 5, 300, 100_000])
+@pytest.mark.parametrize("count", [1, 2, 3, 8])
+def test_signature_chunks_cover_every_line_once_with_a_smaller_share_for_the_chain_walker(entries, count):
+    from clinval.ledger._verify import _chunk_bounds
+
+    bounds = _chunk_bounds(entries, count)
+    assert len(bounds) == count + 1 and bounds[0] == 0 and bounds[-1] == entries
+    assert all(a <= b for a, b in zip(bounds, bounds[1:]))
+    if count > 1 and entries >= 300:
+        assert bounds[1] < entries / count

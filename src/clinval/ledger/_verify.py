@@ -34,6 +34,8 @@ __all__ = ["VerifyResult", "verify"]
 
 # Below this many entries a process pool costs more than it saves.
 PARALLEL_MIN_ENTRIES = 4096
+# The chain walk's cost per line as a share of one Ed25519 check (measured: 69 us and 144 us).
+WALK_COST = 0.5
 _LOCK_WAIT_SECONDS = 10.0
 _KEY_MEMBER = b',"key":"'
 _KEY_ADDED = b'"kind":"key_added"'
@@ -290,7 +292,7 @@ class _SignatureChecks:
     def __init__(self, path: Path, data: bytes, lines: list[bytes], workers: int | None) -> None:
         self._lines = lines
         self._count = _worker_count(workers, len(lines))
-        self._bounds = [round(len(lines) * part / self._count) for part in range(self._count + 1)]
+        self._bounds = _chunk_bounds(len(lines), self._count)
         self._pool: ProcessPoolExecutor | None = None
         self._futures: list[Future[int | None]] = []
         if self._count == 1:
@@ -336,6 +338,20 @@ class _SignatureChecks:
                 future.cancel()
             self._pool.shutdown(wait=True)
             self._pool = None
+
+
+def _chunk_bounds(entries: int, count: int) -> list[int]:
+    """Line bounds of ``count`` signature chunks; the first, this process's, is smaller.
+
+    This process also walks the chain, which costs about half a signature check per
+    line (parse, canonical form, key rules, hash), so it checks a smaller share:
+    ``(1 - WALK_COST * (count - 1)) / count`` of the lines, none from three processes on.
+    """
+    if count == 1:
+        return [0, entries]
+    first = round(entries * max(0.0, 1 - WALK_COST * (count - 1)) / count)
+    others = count - 1
+    return [0] + [first + round((entries - first) * part / others) for part in range(others + 1)]
 
 
 def _worker_count(workers: int | None, entries: int) -> int:
