@@ -79,3 +79,15 @@ def test_records_carry_no_warnings_or_paths_of_the_machine(clean_clone):
     for path in (clean_clone / "reports").glob("*.html"):
         page = path.read_text()
         assert str(clean_clone) not in page and str(ROOT) not in page, f"{path.name} names a machine path"
+
+
+def test_the_run_command_records_the_run_and_writes_the_pccp_report(clean_clone, tmp_path):
+    """The rest of `make run` on a fresh pipeline: record it in the ledger, write the PCCP report."""
+    env = {"CLINVAL_HOME": str(tmp_path / "home"), "CLINVAL_PASSPHRASE": "pipeline-test-passphrase"}
+    for args in (["audit", "record", "--create-signer"], ["report", "pccp"], ["audit", "verify", "--deep"]):
+        result = subprocess.run([str(Path(sys.executable).parent / "clinval"), *args], cwd=clean_clone,
+                                env={**os.environ, **env}, capture_output=True, text=True)
+        assert result.returncode == 0, f"clinval {' '.join(args)}: {result.stdout[-2000:]}{result.stderr[-2000:]}"
+    page = (clean_clone / "reports" / "pccp_report.html").read_text()
+    assert "Description of Modifications" in page and "No modification has been made under the plan" in page
+    assert str(clean_clone) not in page

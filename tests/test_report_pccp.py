@@ -341,6 +341,12 @@ def test_a_refused_modification_and_a_promotion_no_longer_in_the_records_are_bot
             f"(built at seq") in text and f"promoted (seq {version.seq})" in text
 
 
+def test_a_revalidation_record_without_refusals_shows_no_refusal_table(tmp_path):
+    bench = build_workbench(tmp_path, candidate=False)
+    _write_record(tmp_path, "04_revalidation", values={"refusals": ["No refusals."]})
+    assert "Modifications refused" not in _text(_soup(bench.write().path))
+
+
 def test_the_report_is_self_contained(tmp_path):
     page = build_workbench(tmp_path).write().path.read_text()
     soup = BeautifulSoup(page, "html.parser")

@@ -601,7 +601,8 @@ def _description_of_modifications(plan: ChangeControlPlan, records, trail: _Trai
                                                         "decision under the plan", "deployed"]),
                             caption="Modifications made under the plan")
                  if made else _para("No modification has been made under the plan: no candidate model was built."))
-    refusals = ((_record(records, REVALIDATION_RECORD) or {}).get("values") or {}).get("refusals") or []
+    shown = ((_record(records, REVALIDATION_RECORD) or {}).get("values") or {}).get("refusals") or []
+    refusals = [r for r in shown if isinstance(r, Mapping)]  # the record shows "No refusals." when there are none
     refused_html = (html_table(pd.DataFrame([(r.get("alert_id"), r.get("reason")) for r in refusals],
                                             columns=["alert", "why no candidate was built"]),
                                caption="Modifications refused under the plan") if refusals else "")
