@@ -81,7 +81,6 @@ MSG_PLAN_DIFFERS = (
     "re-run the pipeline (`dvc repro`) or report on the plan that was applied."
 )
 MSG_APPROVAL_BAD = "Approval file for {alert}: {problem}."
-MSG_APPROVAL_NOT_IN_LEDGER = "Approval file for {alert}: its e-signature is not in the ledger."
 NOT_VERIFIED = "NOT VERIFIED"
 SIGNOFF_TITLE = "Sign-off page: electronic signatures"
 
@@ -662,7 +661,7 @@ def _data_management(plan: ChangeControlPlan, records) -> str:
 
 
 def _retraining(plan: ChangeControlPlan, records, trail: _Trail, approvals: Sequence[Approval]) -> str:
-    from clinval.review import check_approval
+    from clinval.review import ledger_problem
 
     triggers = pd.DataFrame([(t.name, t.source, t.description, t.modification or "review only")
                              for t in plan.triggers.values()], columns=["trigger", "source", "fires when", "leads to"])
@@ -670,13 +669,8 @@ def _retraining(plan: ChangeControlPlan, records, trail: _Trail, approvals: Sequ
                "; ".join(trail.signature_text(d) for d in _decisions(trail, a["id"])) or "OPEN: no signed decision")
               for a in _alerts(records)]
     in_ledger = {e.line.decode() for e in trail.entries if e.kind == "esig"}
-    notes = []
-    for approval in approvals:
-        problem = check_approval(approval)
-        if problem is not None:
-            notes.append(MSG_APPROVAL_BAD.format(alert=approval.alert_id, problem=problem))
-        elif approval.esig_entry not in in_ledger:
-            notes.append(MSG_APPROVAL_NOT_IN_LEDGER.format(alert=approval.alert_id))
+    problems = [(a.alert_id, ledger_problem(a, ledger_esigs=in_ledger)) for a in approvals]
+    notes = [MSG_APPROVAL_BAD.format(alert=alert, problem=problem) for alert, problem in problems if problem]
     return _section(
         "2.2 Re-training", "The events that open an alert, and the signed decision a person made on each alert: "
         "a candidate is retrained only for an approved alert, and only with the modification its trigger allows.",

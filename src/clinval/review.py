@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ __all__ = [
     "alerts_from_records",
     "check_approval",
     "decide",
+    "ledger_problem",
     "pull_review_queue",
     "read_approvals",
     "write_approval",
@@ -173,6 +174,18 @@ def check_approval(approval: Approval) -> str | None:
     except InvalidSignature:
         return f"approval {approval.alert_id}: the e-signature does not verify"
     return None
+
+
+def ledger_problem(approval: Approval, *, ledger_esigs: Collection[str]) -> str | None:
+    """Like :func:`check_approval`, and the e-signature must also be a line of the ledger.
+
+    ``ledger_esigs`` holds the ledger's esig lines (decoded); only the ledger, not the
+    file, proves the decision was made.
+    """
+    problem = check_approval(approval)
+    if problem is None and approval.esig_entry not in ledger_esigs:
+        return "its e-signature is not in the ledger"
+    return problem
 
 
 def decide(*, ledger, signer, alert: Mapping[str, Any], decision: str, reason: str, approvals_dir: str | os.PathLike) -> Approval:

@@ -89,20 +89,19 @@ def promote(candidate_id, reason, report, approvals, plan_path, ledger_path, che
         failed = [r for r in candidate["reasons"] if "FAILED" in r]
         raise UserError(MSG_FAILS.format(cid=candidate_id, reasons=" ".join(failed)))
     ledger = open_ledger(ledger_path, checkpoint_dir, keys_dir)
-    done = ledger.find(kind="model_version", candidate_id=candidate_id)
+    entries = list(ledger.entries())
+    done = [e for e in entries if e.kind == "model_version" and e.body.get("candidate_id") == candidate_id]
     if done:
         raise UserError(MSG_ALREADY.format(cid=candidate_id, seq=done[-1].seq))
-    retrain = ledger.find(kind="retrain", candidate_id=candidate_id)
+    retrain = [e for e in entries if e.kind == "retrain" and e.body.get("candidate_id") == candidate_id]
     if not retrain:
         raise UserError(MSG_NOT_RECORDED.format(cid=candidate_id))
-    stored = {e.line.decode() for e in ledger.entries() if e.kind == "esig"}
-    approvers = set()
-    for approval in review.read_approvals(approvals) if Path(approvals).exists() else []:
-        if approval.alert_id in candidate["alert_ids"] and approval.approved and approval.esig_entry in stored \
-                and review.check_approval(approval) is None:
-            approvers.add(approval.signer)
-    automatic = plan.modifications.get(candidate["modification"]) is not None and \
-        plan.modifications[candidate["modification"]].approval == "automatic"
+    stored = {e.line.decode() for e in entries if e.kind == "esig"}
+    approvers = {a.signer for a in (review.read_approvals(approvals) if Path(approvals).exists() else [])
+                 if a.alert_id in candidate["alert_ids"] and a.approved
+                 and review.ledger_problem(a, ledger_esigs=stored) is None}
+    modification = plan.modifications.get(candidate["modification"])
+    automatic = modification is not None and modification.approval == "automatic"
     if not approvers and not automatic:
         raise UserError(MSG_NO_APPROVAL.format(cid=candidate_id, alerts=", ".join(candidate["alert_ids"])))
     signer = unlock_signer()
