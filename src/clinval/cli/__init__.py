@@ -29,11 +29,12 @@ def _register() -> None:
     from clinval.cli.drift import drift
     from clinval.cli.model import model
     from clinval.cli.notebook import notebook
-    from clinval.cli.pipeline import prepare, score, train
+    from clinval.cli.pipeline import prepare, score, study, train
     from clinval.cli.report import report
+    from clinval.cli.repro import repro
     from clinval.cli.review import review
 
-    for command in (prepare, train, score, notebook, report, drift, review, model, audit, keys, sign):
+    for command in (study, prepare, train, score, notebook, report, drift, review, model, audit, keys, sign, repro):
         main.add_command(command)
 
 
