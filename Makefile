@@ -46,8 +46,8 @@ test: repro  ## nbval needs the pipeline's outputs; unit and end-to-end tests ne
 	$(RUN) pytest
 	$(RUN) pytest --nbval-lax notebooks -p no:cacheprovider
 
-lab: setup
-	$(UV) run --frozen --group lab jupyter lab notebooks/
+lab: setup  ## kernels run in the pipeline's pinned numeric environment, so results match the records
+	$(UV) run --frozen --group lab python -m clinval.numeric_env jupyter lab notebooks/
 
 clean:
 	rm -rf .venv $(TOOLS) .clinval

@@ -81,6 +81,16 @@ def test_alert_ids_are_stable_for_the_same_data_and_change_with_it():
     assert first != pccp.alert_id("calibration_drift", "2001", pccp.period_digest(changed))
 
 
+def test_alert_ids_survive_last_bit_differences_of_another_cpu_but_not_a_new_model():
+    frame = _log().query("period == '2001'")
+    first = pccp.alert_id("calibration_drift", "2001", pccp.period_digest(frame))
+    last_bits = frame.assign(predicted_risk=frame["predicted_risk"] * (1 + 4e-15))
+    assert (last_bits["predicted_risk"] != frame["predicted_risk"]).any()
+    assert first == pccp.alert_id("calibration_drift", "2001", pccp.period_digest(last_bits))
+    new_model = frame.assign(predicted_risk=frame["predicted_risk"] * 1.001)
+    assert first != pccp.alert_id("calibration_drift", "2001", pccp.period_digest(new_model))
+
+
 @pytest.mark.parametrize(("kwargs", "words"), [
     ({"modification": "rewrite"}, "not allowed by the change control plan"),
     ({"features": ["age", "sex"]}, "locks the feature list"),

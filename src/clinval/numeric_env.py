@@ -32,7 +32,7 @@ import platform
 import sys
 from collections.abc import Mapping, MutableMapping, Sequence
 
-__all__ = ["OPT_OUT", "PINNED", "is_pinned", "pin", "pinned_environment"]
+__all__ = ["OPT_OUT", "PINNED", "describe", "is_pinned", "pin", "pinned_environment"]
 
 OPT_OUT = "CLINVAL_NUMERIC_ENV"
 """Environment variable: ``native`` leaves the CPU's own choices in place."""
@@ -94,3 +94,34 @@ def pin(argv: Sequence[str] | None = None, *, environ: MutableMapping[str, str] 
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, "-m", "clinval", *args], new_env)
+
+
+def describe() -> dict[str, object]:
+    """What this process computes with: whether it is pinned, each BLAS/OpenMP library's
+    kernel and threads (threadpoolctl), and the SIMD loops NumPy dispatches to."""
+    import numpy as np
+    from threadpoolctl import threadpool_info
+
+    try:
+        from numpy._core._multiarray_umath import __cpu_baseline__, __cpu_dispatch__, __cpu_features__
+    except ImportError:  # NumPy 1.x
+        from numpy.core._multiarray_umath import __cpu_baseline__, __cpu_dispatch__, __cpu_features__
+    return {
+        "pinned": _applies() and os.environ.get(OPT_OUT) != "native" and is_pinned(),
+        "applies": _applies(),
+        "machine": platform.machine(),
+        "numpy": np.__version__,
+        "numpy_baseline": list(__cpu_baseline__),
+        "numpy_dispatch_in_use": [f for f in __cpu_dispatch__ if __cpu_features__.get(f)],
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+        "libraries": [
+            {k: lib.get(k) for k in ("internal_api", "version", "architecture", "num_threads", "prefix")}
+            for lib in threadpool_info()
+        ],
+    }
+
+
+if __name__ == "__main__":  # python -m clinval.numeric_env COMMAND ...: run COMMAND pinned (e.g. JupyterLab)
+    if len(sys.argv) < 2:
+        sys.exit("usage: python -m clinval.numeric_env COMMAND [ARG ...]")
+    os.execvpe(sys.argv[1], sys.argv[1:], pinned_environment())

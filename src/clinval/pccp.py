@@ -220,10 +220,19 @@ def plan_from_params(params: Mapping[str, Any]) -> ChangeControlPlan:
 # ---------------------------------------------------------------------------- alerts
 
 
+RISK_DIGITS = 6
+"""Predicted risks enter alert ids rounded to this many decimals: a new model changes them
+far more, while the last-bit differences of another CPU architecture (see
+:mod:`clinval.numeric_env`) almost never do, so an approval keeps its alert."""
+
+
 def period_digest(frame: pd.DataFrame) -> str:
-    """SHA-256 over a period's record ids, labels and predicted risks (order-independent)."""
+    """SHA-256 over a period's record ids, labels and predicted risks rounded to
+    :data:`RISK_DIGITS` decimals (order-independent)."""
     cols = [c for c in ("record_id", "label", "predicted_risk") if c in frame.columns]
     ordered = frame[cols].sort_values("record_id", kind="stable") if "record_id" in cols else frame[cols]
+    if "predicted_risk" in cols:
+        ordered = ordered.assign(predicted_risk=ordered["predicted_risk"].round(RISK_DIGITS))
     hashed = pd.util.hash_pandas_object(ordered.astype({"label": "float64"}) if "label" in cols else ordered, index=False)
     return hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()
 

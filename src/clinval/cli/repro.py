@@ -21,8 +21,8 @@ def repro() -> None:
               help="Run in this clean checkout instead of a temporary clone of the repository.")
 @click.option("--target", "targets", multiple=True, metavar="STAGE",
               help="Re-run only up to this stage (repeatable) and compare its outputs; default: the whole pipeline.")
-@click.option("--rtol", type=float, default=None, help="Relative tolerance for numbers (default 1e-6).")
-@click.option("--atol", type=float, default=None, help="Absolute tolerance for numbers near zero (default 1e-9).")
+@click.option("--rtol", type=float, default=None, help="Relative tolerance for numbers (default 1e-4).")
+@click.option("--atol", type=float, default=None, help="Absolute tolerance for numbers near zero (default 1e-6).")
 @click.option("--keep", is_flag=True, help="Keep the temporary clone and print where it is.")
 @friendly
 def check(checkout: Path | None, targets: tuple[str, ...], rtol: float | None, atol: float | None, keep: bool) -> None:
@@ -62,6 +62,30 @@ def check(checkout: Path | None, targets: tuple[str, ...], rtol: float | None, a
     elif scratch is not None:
         click.echo(f"kept {checkout}", err=True)
     raise click.exceptions.Exit(int(report.verdict))
+
+
+@repro.command("env")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+def env(as_json: bool) -> None:
+    """The numeric environment this machine computes in: BLAS kernel and threads, NumPy's
+    SIMD dispatch, glibc's libm variant. Pinned unless CLINVAL_NUMERIC_ENV=native."""
+    import json
+
+    from clinval.numeric_env import describe
+
+    info = describe()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    state = "pinned" if info["pinned"] else ("native (CLINVAL_NUMERIC_ENV=native)" if info["applies"] else f"not pinned on {info['machine']}")
+    click.echo(f"numeric environment: {state}")
+    click.echo(f"NumPy {info['numpy']}: baseline {', '.join(info['numpy_baseline'])}; dispatched SIMD in use: "
+               f"{', '.join(info['numpy_dispatch_in_use']) or 'none'}")
+    click.echo(f"glibc tunables: {info['glibc_tunables'] or 'none'}")
+    for lib in info["libraries"]:
+        kernel = lib["architecture"] or "-"
+        kernel += " (OpenBLAS's name for its Prescott kernel)" if kernel == "Katmai" else ""
+        click.echo(f"{lib['internal_api']} {lib['version'] or ''} ({lib['prefix']}): kernel {kernel}, {lib['num_threads']} thread(s)")
 
 
 def _stages(checkout: Path, targets: tuple[str, ...]) -> list[str]:
