@@ -1,7 +1,7 @@
 # Two commands on a fresh machine (Python 3.11, pip, git, make):
 #   make run    install from uv.lock, run the whole pipeline, record it in the audit ledger
 #   make test   the whole test suite (unit tests, notebooks with nbval, clean-clone reproduction)
-.PHONY: setup run repro test lab clean help
+.PHONY: setup run repro test test-fast lab clean help
 .DEFAULT_GOAL := help
 
 PYTHON   ?= python3
@@ -13,6 +13,7 @@ RUN      := $(UV) run --frozen --no-sync
 help:
 	@echo "make run    install everything and run the workbook; prints the path of reports/index.html"
 	@echo "make test   run the whole test suite"
+	@echo "make test-fast   unit tests only (a few minutes; no pipeline run)"
 	@echo "make lab    open the notebooks in JupyterLab"
 
 $(UV):
@@ -42,9 +43,13 @@ run: repro $(if $(CLINVAL_PASSPHRASE),,$(PIPELINE_SECRET))  ## the workbook, sta
 	$(RUN) clinval report pccp
 	@echo "Open: $(CURDIR)/reports/index.html"
 
-test: repro  ## nbval needs the pipeline's outputs; unit and end-to-end tests need nothing else
-	$(RUN) pytest
-	$(RUN) pytest --nbval-lax notebooks -p no:cacheprovider
+# Two workers: the clean-clone pipeline and the review gate run beside the unit tests;
+# --dist loadfile keeps each file's fixtures (one clone per file) on one worker.
+test: repro  ## nbval and `repro check` need the pipeline's outputs; everything else needs nothing
+	$(RUN) pytest -n 2 --dist loadfile -p no:cacheprovider tests --nbval-lax notebooks
+
+test-fast: setup  ## unit tests only (no clone, no pipeline): the inner loop
+	$(RUN) pytest -n 2 -m "not e2e" -p no:cacheprovider tests
 
 lab: setup  ## kernels run in the pipeline's pinned numeric environment, so results match the records
 	$(UV) run --frozen --group lab python -m clinval.numeric_env jupyter lab notebooks/

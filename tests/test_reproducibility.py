@@ -78,6 +78,7 @@ def test_native_opts_out():
     assert numeric_env.pinned_environment(env) == env
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not X86_64_LINUX, reason="pinning applies to x86-64 Linux only")
 def test_the_command_runs_pinned_whatever_it_was_started_with():
     """`clinval` re-executes itself pinned; what it starts (notebook kernels) inherits that."""
@@ -91,6 +92,7 @@ def test_the_command_runs_pinned_whatever_it_was_started_with():
     assert all(lib["num_threads"] == 1 for lib in info["libraries"])
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not X86_64_LINUX, reason="the byte-for-byte promise is for x86-64 Linux")
 def test_train_and_score_give_the_same_bytes_under_every_blas_kernel_and_thread_count(prepared_and_recipe, tmp_path):
     prepared, recipe = prepared_and_recipe
@@ -103,6 +105,7 @@ def test_train_and_score_give_the_same_bytes_under_every_blas_kernel_and_thread_
     assert len(set(digests.values())) == 1, f"model and prediction log differ between kernels: {digests}"
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not X86_64_LINUX, reason="the byte-for-byte promise is for x86-64 Linux")
 def test_without_pinning_the_same_variations_change_the_bytes(prepared_and_recipe, tmp_path):
     """The control: it is the pinning that makes the test above pass, not luck."""
@@ -119,6 +122,7 @@ def test_without_pinning_the_same_variations_change_the_bytes(prepared_and_recip
 QEMU = shutil.which("qemu-x86_64")
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not X86_64_LINUX, reason="the byte-for-byte promise is for x86-64 Linux")
 @pytest.mark.skipif(QEMU is None and not os.environ.get("CLINVAL_REQUIRE_QEMU"),
                     reason="qemu-user is not installed (.ci/run installs it and sets CLINVAL_REQUIRE_QEMU=1)")
@@ -164,6 +168,7 @@ def _changed_inputs(clone: Path) -> dict[str, dict]:
     return changed
 
 
+@pytest.mark.e2e
 def test_the_raw_study_file_is_an_input_of_prepare(clone):
     source = yaml.safe_load((clone / "params" / "study.yaml").read_text())["source"]["path"]
     assert _changed_inputs(clone) == {}, "a fresh clone's inputs must match dvc.lock"
@@ -176,6 +181,7 @@ def test_the_raw_study_file_is_an_input_of_prepare(clone):
         path.write_bytes(original)
 
 
+@pytest.mark.e2e
 def test_editing_only_the_acceptance_criteria_reruns_only_revalidate(clone):
     plan_path = clone / "params" / "pccp.yaml"
     original = plan_path.read_text()
@@ -213,6 +219,7 @@ def _check(clone: Path, *args: str, env: dict[str, str] | None = None) -> subpro
                           env=env or _outer_env(), capture_output=True, text=True)
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not X86_64_LINUX, reason="the byte-for-byte promise is for x86-64 Linux")
 def test_repro_check_names_the_output_and_the_number_that_moved_on_another_kernel(tmp_path):
     from clinval import repro
@@ -229,6 +236,7 @@ def test_repro_check_names_the_output_and_the_number_that_moved_on_another_kerne
     assert "no decision differs" in result.stdout
 
 
+@pytest.mark.e2e
 def test_repro_check_fails_when_an_input_differs(tmp_path):
     from clinval import repro
 
@@ -279,6 +287,7 @@ def test_a_decision_that_moved_is_named(committed, fresh, expected):
     assert expected in repro.compare_json(committed, fresh).decisions
 
 
+@pytest.mark.e2e
 def test_the_folder_digest_is_dvcs(tmp_path):
     """repro check finds committed folders by DVC's own digest; it must compute it the same way."""
     from clinval import repro
