@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import MONICA_RECIPE, ROOT
+from studies import MONICA_RECIPE
 
 from clinval import numeric_env
 
+ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 X86_64_LINUX = sys.platform.startswith("linux") and platform.machine() == "x86_64"
 CPU_FLAGS = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []

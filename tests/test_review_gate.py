@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parents[1]
 
 BIN = Path(sys.executable).parent
@@ -63,6 +65,7 @@ def repo(tmp_path_factory) -> Repo:
     clone = base / "clinval"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
     r = Repo(clone, base / "home")
+    r.run("clinval", "study", "embed")
     r.run("dvc", "repro")
     r.record()
     r.run("clinval", "keys", "init", "--id", "alice", "--name", "Alice Reviewer", user="alice")
