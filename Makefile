@@ -28,6 +28,7 @@ setup: .venv/.synced  ## install the locked environment into .venv
 
 repro: setup  ## run the DVC pipeline (a no-op when nothing changed)
 	$(RUN) clinval study embed
+	$(RUN) clinval study check  # refuse a bad study (or a plan that does not fit it) before dvc repro
 	$(RUN) dvc repro
 
 # The pipeline's own signer is a machine identity (like an SSH host key): its passphrase

@@ -29,11 +29,10 @@ import numpy as np
 import pandas as pd
 
 from clinval._io import atomic_directory
-from clinval.sources import SOURCE_FILES_ATTR, EmbeddedSource, SourceError, duplicate_names, embedded_from_params, read_source
+from clinval.sources import CSV_ATTR, SOURCE_FILES_ATTR, EmbeddedSource, SourceError, duplicate_names, embedded_from_params, read_source
 
 __all__ = [
     "PERIOD_RULES",
-    "UNKNOWN_CODES",
     "category_frequencies",
     "data_dictionary",
     "data_quality",
@@ -77,6 +76,8 @@ class Schema:
     sensitive: tuple[str, ...]
     time: str
     id_column: str | None = None
+    negative: tuple[str, ...] = ()
+    unknown_codes: tuple[str, ...] = ()
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -99,6 +100,7 @@ class Study:
     production: tuple[Any, Any]
     params_path: str = "params/study.yaml"
     embedded: EmbeddedSource | None = None
+    encoding: str = "utf-8"
 
     @property
     def source_name(self) -> str:
@@ -140,6 +142,23 @@ def _names(value: Any, where: str, params: str) -> tuple[str, ...]:
             _ERR_PARAMS.format(params=params, problem=f"'{where}' must be a list of column names, got {value!r}.")
         )
     return tuple(str(v) for v in value)
+
+
+def _value(value: Any, where: str, params: str) -> str:
+    """A value the data holds as text; YAML's bare yes/no/true/false are refused (they
+    become booleans, never the text in the file)."""
+    if isinstance(value, bool):
+        raise StudyError(_ERR_PARAMS.format(
+            params=params, problem=f"'{where}' is the YAML boolean {value}: quote it (e.g. '{where.rsplit('.', 1)[-1]}: \"yes\"') "
+            "so it matches the text in the data."))
+    if value is None or isinstance(value, (Mapping, list)):
+        raise StudyError(_ERR_PARAMS.format(params=params, problem=f"'{where}' must be a single value, got {value!r}."))
+    return str(value)
+
+
+def _values(value: Any, where: str, params: str) -> tuple[str, ...]:
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return tuple(_value(v, f"{where}", params) for v in items)
 
 
 def _bounds(value: Any, where: str, params: str) -> tuple[Any, Any]:
@@ -188,20 +207,38 @@ def study_from_params(params: Mapping[str, Any], *, params_path: str = "params/s
                 problem=f"unknown period rule 'periods.rule: {rule}'; allowed rules are {', '.join(PERIOD_RULES)}.",
             )
         )
+    if "negative" not in (target or {}):
+        raise StudyError(_ERR_PARAMS.format(
+            params=p, problem="missing key 'target.negative': list the value(s) that mean no event (e.g. "
+            "'negative: [live]'); any other value in the target column is refused, so a stray or cut-off value "
+            "can never turn an event into a non-event."))
+    positive = _value(_require(target, "positive", "target.", p), "target.positive", p)
+    negative = _values(target["negative"], "target.negative", p)
+    if positive in negative:
+        raise StudyError(_ERR_PARAMS.format(params=p, problem=f"target value {positive!r} is both positive and negative."))
+    encoding = str(source.get("encoding", "utf-8"))
+    try:
+        "".encode(encoding)
+    except LookupError:
+        raise StudyError(_ERR_PARAMS.format(params=p, problem=f"unknown text encoding 'source.encoding: {encoding}' "
+                                            "(e.g. utf-8, latin-1, cp1252).")) from None
     schema = Schema(
         target=str(_require(target, "column", "target.", p)),
-        positive=str(_require(target, "positive", "target.", p)),
+        positive=positive,
+        negative=negative,
         numeric=_names(features.get("numeric"), "features.numeric", p),
         categorical=_names(features.get("categorical"), "features.categorical", p),
         sensitive=_names(params.get("sensitive"), "sensitive", p),
         time=str(_require(time, "column", "time.", p)),
         id_column=params.get("id_column"),
+        unknown_codes=_values(params.get("unknown_codes") or [], "unknown_codes", p) if params.get("unknown_codes") else (),
     )
     cohort = {str(k): tuple(str(x) for x in (v if isinstance(v, list) else [v])) for k, v in (params.get("cohort") or {}).items()}
     study = Study(
         name=str(params.get("name", "study")),
         source_path=source["path"],
         embedded=embedded,
+        encoding=encoding,
         schema=schema,
         cohort=cohort,
         never_features=_names(params.get("never_features"), "never_features", p),
@@ -212,7 +249,19 @@ def study_from_params(params: Mapping[str, Any], *, params_path: str = "params/s
         params_path=p,
     )
     _check_schema_consistency(study)
+    for name, (lo, hi) in (("reference", study.reference), ("production", study.production)):
+        if _orderable(lo) > _orderable(hi):
+            raise StudyError(_ERR_PARAMS.format(
+                params=p, problem=f"'periods.{name}' runs from {lo} to {hi}: 'from' must not come after 'to'."))
     return study
+
+
+def _orderable(value: Any) -> tuple[int, Any]:
+    """Period bounds compare as numbers when both are numbers, else as text (2019Q1 < 2019Q3)."""
+    try:
+        return (0, float(value))
+    except (TypeError, ValueError):
+        return (1, str(value))
 
 
 def _check_schema_consistency(study: Study) -> None:
@@ -225,6 +274,9 @@ def _check_schema_consistency(study: Study) -> None:
         problems.append(f"{sorted(both)} listed as both numeric and categorical features.")
     if s.target in s.features:
         problems.append(f"the target '{s.target}' is also listed as a feature.")
+    if s.time in s.features:
+        problems.append(f"the time column '{s.time}' is also listed as a feature; the model must not learn the "
+                        "calendar (it would extrapolate into every production period).")
     leaking = set(study.never_features) & set(s.features)
     if leaking:
         problems.append(f"{sorted(leaking)} are listed under 'never_features' (they leak the outcome) but are used as features.")
@@ -251,10 +303,10 @@ def _example(frame: pd.DataFrame, mask: pd.Series, columns: Sequence[str]) -> st
 
 
 def _locate(frame: pd.DataFrame, row: int) -> str:
-    """'data row N', or 'data row N of FILE' for a row of a folder source."""
+    """'data row N' (with its line for a CSV file), or 'data row N of FILE' for a folder source."""
     files = frame.attrs.get(SOURCE_FILES_ATTR)
     if not files:
-        return f"data row {row}"
+        return f"data row {row} (line {row + 1} of the file)" if frame.attrs.get(CSV_ATTR) else f"data row {row}"
     start, name = [(s, n) for s, n in files if s <= row][-1]
     return f"data row {row - start + 1} of {name}"
 
@@ -291,6 +343,9 @@ def _validate_columns(frame: pd.DataFrame, study: Study) -> None:
 
 def _to_numeric(frame: pd.DataFrame, column: str, study: Study, role: str) -> pd.Series:
     raw = frame[column]
+    if pd.api.types.is_datetime64_any_dtype(raw) or isinstance(raw.dtype, pd.PeriodDtype):
+        raise _column_error(study, column, f"({role}) holds dates ({raw.dtype}), not numbers; a date column can only be "
+                            "the time column, with periods.rule year, quarter or month")
     values = pd.to_numeric(raw, errors="coerce")
     bad = values.isna() & raw.notna()
     if isinstance(raw.dtype, pd.StringDtype) or raw.dtype == object:
@@ -309,7 +364,18 @@ def _time_values(frame: pd.DataFrame, study: Study) -> pd.Series:
         raise _column_error(study, col, "(time column) has a missing value; every record needs a time", frame, missing)
     if study.period_rule == "value":
         return _to_numeric(frame, col, study, "time column") + study.time_offset
-    times = pd.to_datetime(frame[col], errors="coerce")
+    raw = frame[col]
+    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        if study.period_rule != "year":
+            raise _column_error(study, col, f"(time column, rule '{study.period_rule}') holds numbers ({raw.dtype}), not "
+                                "dates; store dates, or use rule 'year' for whole years or rule 'value' for one period per value")
+        years = pd.to_numeric(raw) + study.time_offset
+        fractional = years != years.round()
+        if fractional.any():
+            raise _column_error(study, col, "(time column, rule 'year') holds a number that is not a whole year", frame, fractional)
+        # whole years as numbers (a Parquet int64 column), never as nanoseconds since 1970
+        return pd.to_datetime(years.astype("int64").astype(str), format="%Y")
+    times = pd.to_datetime(raw, errors="coerce")
     bad = times.isna()
     if bad.any():
         raise _column_error(study, col, f"(time column, rule '{study.period_rule}') has a value that is not a date", frame, bad)
@@ -361,7 +427,7 @@ def load_study(study: Study, *, root: str | os.PathLike = ".") -> tuple[pd.DataF
         For any problem, before anything is written.
     """
     try:
-        raw, source_info = read_source(study.source_path, root=root)
+        raw, source_info = read_source(study.source_path, root=root, encoding=study.encoding)
     except SourceError as error:
         raise StudyError(str(error)) from None
     if study.embedded is not None:
@@ -393,10 +459,19 @@ def load_study(study: Study, *, root: str | os.PathLike = ".") -> tuple[pd.DataF
     out["period"] = labels.astype("string")
 
     target = frame[s.target].astype("string").str.strip()
-    positive_seen = (target == s.positive).any()
-    if not positive_seen:
-        values = sorted(target.dropna().unique().tolist())[:8]
-        raise _column_error(study, s.target, f"(target) never takes the positive value {s.positive!r}; its values are {values}")
+    target = target.mask(target == "")
+    allowed = {s.positive, *s.negative}
+    unknown = target.notna() & ~target.isin(allowed)
+    if unknown.any():
+        values = sorted(target[unknown].unique().tolist())[:8]
+        raise _column_error(
+            study, s.target,
+            f"(target) has the value(s) {values}, which {study.params_path} declares neither positive "
+            f"({s.positive!r}) nor negative ({', '.join(map(repr, s.negative))}); clinval never guesses a label. "
+            "Fix the data, or add the value to target.negative (or make it the positive value)",
+            frame, unknown, [s.id_column] if s.id_column else [])
+    if not (target == s.positive).any():
+        raise _column_error(study, s.target, f"(target) never takes the positive value {s.positive!r}")
     out["label"] = pd.Series(np.where(target == s.positive, 1, 0), index=frame.index, dtype="Int64").mask(target.isna())
     unlabelled_ref = in_ref & target.isna()
     if unlabelled_ref.any():
@@ -414,8 +489,10 @@ def load_study(study: Study, *, root: str | os.PathLike = ".") -> tuple[pd.DataF
     n_ref = int((out["period"] == REFERENCE).sum())
     if n_ref == 0:
         raise StudyError(
-            _ERR_FILE.format(source=study.source_name, problem=f"the reference period {study.reference} of '{s.time}' holds no rows after the cohort filter.")
+            _ERR_FILE.format(source=study.source_name, problem=f"the reference period {study.reference} of '{s.time}' holds "
+                             f"no rows after the cohort filter; the column's values run from {_value_range(times)}.")
         )
+    _check_features_present(out, study)
     counts = out["period"].value_counts()
     empty = [p for p in expected if counts.get(p, 0) == 0]
     if empty:
@@ -426,8 +503,66 @@ def load_study(study: Study, *, root: str | os.PathLike = ".") -> tuple[pd.DataF
                 f"{study.production}) hold no rows after the cohort filter; every production period needs data.",
             )
         )
+    _check_sizes(out, study, expected)
     source_info["periods"] = json.dumps(expected)
     return out, source_info
+
+
+MIN_REFERENCE_RECORDS = 100
+"""Fewest reference records: the locked model is fitted on 70% of them and judged on the rest."""
+MIN_REFERENCE_EVENTS = 20
+"""Fewest events (and non-events) in the reference period, for a hold-out estimate with a usable CI."""
+MIN_EVENTS_PER_COEFFICIENT = 10
+"""Reference events per model coefficient (one per numeric feature and per category level):
+below about 10 a logistic model overfits (Peduzzi et al. 1996; Riley et al. 2020)."""
+MIN_PERIOD_RECORDS = 30
+"""Fewest records in a production period: below it no drift statistic is computed."""
+
+
+def _value_range(times: pd.Series) -> str:
+    if not len(times):
+        return "nothing"
+    if pd.api.types.is_numeric_dtype(times):
+        return f"{_format_value(times.min())} to {_format_value(times.max())}"
+    return f"{times.min():%Y-%m-%d} to {times.max():%Y-%m-%d}"
+
+
+def _check_features_present(out: pd.DataFrame, study: Study) -> None:
+    """A feature missing in every reference record would be dropped silently by training."""
+    reference = out[out["period"] == REFERENCE]
+    empty = [c for c in study.schema.features if reference[c].isna().all()]
+    if empty:
+        raise _column_error(
+            study, empty[0],
+            f"(feature) is missing in every one of the {len(reference)} reference records, so the locked model cannot use it"
+            + (f"; so are {empty[1:]}" if len(empty) > 1 else "")
+            + f". Remove it from features (and from the plan's locked features in params/pccp.yaml) or fix the export")
+
+
+def _check_sizes(out: pd.DataFrame, study: Study, expected: Sequence[str]) -> None:
+    """Refuse a study too small to fit and judge the locked model, before anything is written."""
+    s = study.schema
+    reference = out[out["period"] == REFERENCE]
+    events = int((reference["label"] == 1).sum())
+    non_events = int((reference["label"] == 0).sum())
+    coefficients = len(s.numeric) + sum(int(reference[c].nunique(dropna=True)) + int(reference[c].isna().any()) for c in s.categorical)
+    problems = []
+    if len(reference) < MIN_REFERENCE_RECORDS:
+        problems.append(f"the reference period holds {len(reference)} records; at least {MIN_REFERENCE_RECORDS} are needed")
+    if min(events, non_events) < MIN_REFERENCE_EVENTS:
+        problems.append(f"the reference period holds {events} events and {non_events} non-events; at least "
+                        f"{MIN_REFERENCE_EVENTS} of each are needed")
+    if events < MIN_EVENTS_PER_COEFFICIENT * coefficients:
+        problems.append(f"the locked model would have {coefficients} coefficients for {events} reference events "
+                        f"({events / max(coefficients, 1):.1f} per coefficient; at least {MIN_EVENTS_PER_COEFFICIENT} are "
+                        "needed): use fewer features or categories, or a longer reference period")
+    small = {p: int((out["period"] == p).sum()) for p in expected if (out["period"] == p).sum() < MIN_PERIOD_RECORDS}
+    if small:
+        listed = ", ".join(f"{p}: {n}" for p, n in small.items())
+        problems.append(f"production period(s) hold fewer than {MIN_PERIOD_RECORDS} records ({listed}); "
+                        "use a coarser periods.rule (e.g. year instead of quarter)")
+    if problems:
+        raise StudyError(_ERR_FILE.format(source=study.source_name, problem="too little data: " + "; ".join(problems) + "."))
 
 
 def prepare(study: Study, *, root: str | os.PathLike = ".") -> PreparedStudy:
@@ -482,8 +617,6 @@ def load_prepared(path: str | os.PathLike) -> PreparedStudy:
 
 # ---------------------------------------------------------------------------- description
 
-UNKNOWN_CODES = ("nk",)
-"""Category values that mean "not known" in the source (MONICA codes it ``nk``)."""
 
 
 def data_dictionary(prepared: PreparedStudy) -> pd.DataFrame:
@@ -514,7 +647,7 @@ def data_quality(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
         if column in schema.numeric:
             unknown, observed = 0.0, f"{values.min():g} to {values.max():g}"
         else:
-            unknown = float(values.isin(UNKNOWN_CODES).mean())
+            unknown = float(values.isin(schema.unknown_codes).mean())
             observed = f"{values.nunique()} categories"
         rows.append({"feature": column, "n": int(values.size), "missing": missing, "not_known": unknown, "range": observed})
     return pd.DataFrame(rows)

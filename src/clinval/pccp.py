@@ -41,6 +41,7 @@ __all__ = [
     "fairness_alerts",
     "period_digest",
     "plan_from_params",
+    "plan_fits_study",
     "plan_summary",
     "triggers_from_params",
 ]
@@ -367,7 +368,7 @@ def check_modification(plan: ChangeControlPlan, *, modification: str, features: 
     """Refuse anything the plan does not allow; return the allowed modification."""
     if modification not in plan.modifications:
         raise ModificationRefused(_ERR_REFUSED_UNKNOWN.format(name=modification, allowed=sorted(plan.modifications)))
-    if tuple(features) != plan.locked_features:
+    if set(features) != set(plan.locked_features):
         raise ModificationRefused(_ERR_REFUSED_LOCKED.format(what="the feature list", locked=list(plan.locked_features), actual=list(features)))
     if model_family != plan.locked_model_family:
         raise ModificationRefused(_ERR_REFUSED_LOCKED.format(what="the model family", locked=plan.locked_model_family, actual=model_family))
@@ -419,16 +420,53 @@ def evaluate_criteria(
             "observed/expected", f"95% CI of O/E includes {target:g}", _interval_text(oe.value, oe.lower, oe.upper, oe.status), bool(ok)))
     if "subgroup_auroc" in crit:
         margin = float(crit["subgroup_auroc"]["margin"])
+        waived = _waived_groups(crit["subgroup_auroc"].get("waive_not_estimable"), subgroup_differences)
         worse = [g for g, d in subgroup_differences.items() if d.status == "ok" and d.upper < -margin]
         estimable = [g for g, d in subgroup_differences.items() if d.status == "ok"]
         not_estimable = [g for g, d in subgroup_differences.items() if d.status != "ok"]
         text = "; ".join(f"{g}: {_interval_text(d.difference, d.lower, d.upper, d.status)}" for g, d in subgroup_differences.items())
-        # no estimable group demonstrates nothing: that fails rather than passes
-        results.append(CriterionResult(
-            "subgroup AUROC", f"no group's paired AUROC difference has an upper 95% bound below -{margin:g}"
-            + (f" (not estimable: {', '.join(not_estimable)})" if not_estimable else ""),
-            text or "no groups", bool(estimable) and not worse))
+        unjudged = [g for g in not_estimable if g not in waived]
+        requirement = f"no group's paired AUROC difference has an upper 95% bound below -{margin:g}, and every group estimable"
+        if waived:
+            requirement += f" (the plan waives: {', '.join(g for g in not_estimable if g in waived)})"
+        # a group that cannot be judged is missing evidence: it fails unless the plan waives it in advance
+        results.append(CriterionResult("subgroup AUROC", requirement, text or "no groups",
+                                       bool(estimable) and not worse and not unjudged))
     return results
+
+
+def _waived_groups(waiver: Any, groups: Mapping[str, Any]) -> set[str]:
+    """Groups whose not-estimable result the plan accepts: ``waive_not_estimable: true``
+    (all) or a list of group names (``"age_band 80+"``)."""
+    if waiver is True:
+        return set(groups)
+    if not waiver:
+        return set()
+    return {str(g) for g in waiver}
+
+
+def plan_fits_study(plan: ChangeControlPlan, *, features: Sequence[str], periods: Sequence[str]) -> list[str]:
+    """Problems between the plan and the study it is applied to (empty: they fit).
+
+    The locked features are compared as a set (the order of a list in YAML carries no
+    meaning); the plan's training and sequestered periods must be production periods of
+    the study.
+    """
+    problems = []
+    locked, study = set(plan.locked_features), set(features)
+    if locked != study:
+        missing, extra = sorted(locked - study), sorted(study - locked)
+        problems.append(
+            "the plan's locked features differ from the study's features"
+            + (f": {missing} locked but not in the study" if missing else "")
+            + (f"{';' if missing else ':'} {extra} in the study but not locked" if extra else "")
+            + ". Update locked.features in params/pccp.yaml (a changed feature set is a new submission, not a modification)."
+        )
+    for name, listed in (("training_periods", plan.training_periods), ("sequestered_periods", plan.sequestered_periods)):
+        unknown = [p for p in listed if p not in periods]
+        if unknown:
+            problems.append(f"data_management.{name} {unknown} are not production periods of the study ({', '.join(periods)}).")
+    return problems
 
 
 def _interval_text(value: float, lower: float, upper: float, status: str) -> str:

@@ -29,6 +29,8 @@ from clinval._io import atomic_write_bytes, sha256_path
 
 __all__ = ["EmbeddedSource", "SourceError", "duplicate_names", "embedded_table", "read_source", "write_embedded"]
 
+CSV_ATTR = "clinval_csv"
+"""``DataFrame.attrs`` key: true for a CSV source, whose data row N is line N + 1 of the file."""
 SOURCE_FILES_ATTR = "clinval_source_files"
 """``DataFrame.attrs`` key: ``[(first data row, file name), ...]`` for a folder source,
 so an error can name the file a bad row came from."""
@@ -60,14 +62,39 @@ def duplicate_names(names: Sequence[str]) -> list[str]:
     return dupes
 
 
-def _read_csv(path: Path, name: str) -> pd.DataFrame:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        header = next(csv.reader(fh), [])
+def _decode(data: bytes, name: str, encoding: str) -> str:
+    """The file's text; an undecodable byte is named by line and column."""
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        hint = " If the file is Latin-1 or Windows-1252 (many hospital exports are), set 'source.encoding: latin-1' (or cp1252) in params/study.yaml." if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else ""
+        raise SourceError(f"{name}: line {line}, column {column}: byte 0x{data[error.start]:02x} is not valid {encoding}.{hint}") from None
+    return text.removeprefix("\ufeff")
+
+
+def _read_csv(path: Path, name: str, encoding: str = "utf-8") -> pd.DataFrame:
+    text = _decode(path.read_bytes(), name, encoding)
+    rows = csv.reader(io.StringIO(text, newline=""))
+    header = next(rows, [])
+    if not header:
+        raise SourceError(f"{name}: the file is empty; the first line must name the columns.")
     dupes = duplicate_names(header)
     if dupes:
         raise SourceError(f"{name}: duplicate column names {dupes} in the header; each column needs a unique name.")
+    for row in rows:
+        if row and len(row) != len(header):
+            number = rows.line_num
+            cut = " The file looks cut off: it does not end with a line break." if not text.endswith(("\n", "\r")) else ""
+            raise SourceError(
+                f"{name}: line {number} has {len(row)} fields but the header names {len(header)} columns "
+                f"(first field {row[0]!r}).{cut} Every line needs a value (or an empty field) for every column."
+            )
     # everything as text: numeric columns are converted later, so a bad value can be named
-    return pd.read_csv(path, dtype=str, keep_default_na=True, encoding="utf-8-sig")
+    frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=True)
+    frame.attrs[CSV_ATTR] = True
+    return frame
 
 
 def _read_parquet(path: Path, name: str) -> pd.DataFrame:
@@ -100,7 +127,7 @@ def _read_folder(path: Path, name: str) -> pd.DataFrame:
     return frame
 
 
-def read_source(path_text: str, *, root: str | os.PathLike = ".") -> tuple[pd.DataFrame, dict[str, str]]:
+def read_source(path_text: str, *, root: str | os.PathLike = ".", encoding: str = "utf-8") -> tuple[pd.DataFrame, dict[str, str]]:
     """Read a study's source and say how it was identified.
 
     Parameters
@@ -109,6 +136,8 @@ def read_source(path_text: str, *, root: str | os.PathLike = ".") -> tuple[pd.Da
         ``source.path`` as written in study.yaml (relative to ``root`` unless absolute).
     root
         The repository root.
+    encoding
+        The text encoding of a CSV source (``source.encoding`` in study.yaml).
 
     Returns
     -------
@@ -123,7 +152,7 @@ def read_source(path_text: str, *, root: str | os.PathLike = ".") -> tuple[pd.Da
     else:
         suffix = path.suffix.lower()
         if suffix == ".csv":
-            frame = _read_csv(path, path_text)
+            frame = _read_csv(path, path_text, encoding)
         elif suffix in (".parquet", ".pq"):
             frame = _read_parquet(path, path_text)
         else:

@@ -10,25 +10,28 @@ from clinval.cli._common import friendly, load_params
 @click.command()
 @click.option("--study", "study_path", default="params/study.yaml", show_default=True, help="The study description.")
 @click.option("--out", default="data/prepared", show_default=True, help="Folder for the prepared study.")
-@click.option("--check", is_flag=True, help="Validate the study and report; write nothing.")
+@click.option("--check", is_flag=True, help="Validate the study and report; write nothing (`clinval study check` also checks the plan).")
 @friendly
 def prepare(study_path: str, out: str, check: bool) -> None:
     """Load the study, validate every row, apply the cohort filter and cut periods.
 
-    A study that fails validation writes nothing; the error names the file, the column,
-    the problem and an example row.
+    A study that fails validation writes nothing and leaves the last good prepared study
+    in place; the error names the file, the column, the problem and an example row.
     """
     from clinval import data
 
     study = data.study_from_params(load_params(study_path), params_path=study_path)
     prepared = data.prepare(study)
-    counts = ", ".join(f"{p}: {n}" for p, n in prepared.metadata["n_production"].items())
-    summary = f"{len(prepared.reference)} reference records; production periods {counts}"
     if check:
-        click.echo(f"{study_path}: valid. {summary}.")
+        click.echo(f"{study_path}: valid. {_summary(prepared)}.")
         return
     data.write_prepared(prepared, out)
-    click.echo(f"prepared {out}: {summary}.")
+    click.echo(f"prepared {out}: {_summary(prepared)}.")
+
+
+def _summary(prepared) -> str:
+    counts = ", ".join(f"{p}: {n}" for p, n in prepared.metadata["n_production"].items())
+    return f"{len(prepared.reference)} reference records; production periods {counts}"
 
 
 @click.command()
@@ -64,6 +67,28 @@ def score(prepared: str, model_dir: str, out: str) -> None:
 @click.group()
 def study() -> None:
     """The study's source data (params/study.yaml)."""
+
+
+@study.command("check")
+@click.option("--study", "study_path", default="params/study.yaml", show_default=True, help="The study description.")
+@click.option("--plan", "plan_path", default="params/pccp.yaml", show_default=True, help="The change control plan.")
+@friendly
+def check_command(study_path: str, plan_path: str) -> None:
+    """Validate the study and check that the change control plan fits it; write nothing.
+
+    make runs it before `dvc repro`, so a rejected study never reaches the pipeline and
+    the last good outputs stay as they were. The plan's locked features are compared as
+    a set; its training and sequestered periods must be production periods of the study.
+    """
+    from clinval import data, pccp
+
+    described = data.study_from_params(load_params(study_path), params_path=study_path)
+    prepared = data.prepare(described)
+    plan = pccp.plan_from_params(load_params(plan_path))
+    problems = pccp.plan_fits_study(plan, features=described.schema.features, periods=prepared.periods)
+    if problems:
+        raise pccp.PlanError(f"{plan_path} does not fit {study_path}: " + " ".join(problems))
+    click.echo(f"{study_path}: valid, and {plan_path} fits it. {_summary(prepared)}.")
 
 
 @study.command("embed")
