@@ -135,6 +135,31 @@ def test_a_subgroup_criterion_with_no_estimable_group_fails():
     assert {c.criterion: c.passed for c in results}["subgroup AUROC"] is False
 
 
+@pytest.mark.parametrize(("waiver", "passed"), [(False, False), (True, True), (["age_band 80+"], True), (["age_band 70-79"], False)])
+def test_a_group_that_cannot_be_judged_fails_the_subgroup_criterion_unless_the_plan_waives_it(waiver, passed):
+    params = copy.deepcopy(SHIPPED)
+    params["acceptance_criteria"]["subgroup_auroc"]["waive_not_estimable"] = waiver
+    plan = pccp.plan_from_params(params)
+    nan = math.nan
+    results = pccp.evaluate_criteria(
+        plan, auroc_difference=_difference(0.0, -0.01, 0.01), calibration_slope=_estimate(1.0, 0.8, 1.2),
+        observed_expected=_estimate(1.0, 0.9, 1.1),
+        subgroup_differences={"sex f": _difference(0.0, -0.03, 0.03),
+                              "age_band 80+": _difference(nan, nan, nan, status="insufficient data: one class")})
+    subgroup = next(c for c in results if c.criterion == "subgroup AUROC")
+    assert subgroup.passed is passed
+    assert ("waives: age_band 80+" in subgroup.requirement) is passed
+
+
+def test_the_plan_is_checked_against_the_study():
+    plan = pccp.plan_from_params(SHIPPED)
+    features = list(plan.locked_features)
+    assert pccp.plan_fits_study(plan, features=features[::-1], periods=["1990", "1991", "1992", "1993"]) == []
+    problems = pccp.plan_fits_study(plan, features=[*features[1:], "creatinine"], periods=["2021", "2022"])
+    assert len(problems) == 3 and "['age'] locked but not in the study" in problems[0]
+    assert "['creatinine'] in the study but not locked" in problems[0]
+
+
 def test_an_automatic_modification_is_built_without_a_person(monica, locked_model):
     from clinval import model, revalidation
 
