@@ -32,8 +32,9 @@ def _register() -> None:
     from clinval.cli.pipeline import prepare, score, train
     from clinval.cli.report import report
     from clinval.cli.review import review
+    from clinval.cli.serve import serve
 
-    for command in (prepare, train, score, notebook, report, drift, review, model, audit, keys, sign):
+    for command in (prepare, train, score, notebook, report, drift, review, model, audit, keys, sign, serve):
         main.add_command(command)
 
 
