@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import queue
@@ -67,9 +68,12 @@ __all__ = [
     "RecoveryReport",
     "SealedSegment",
     "SegmentHeader",
+    "OutcomesAdded",
+    "add_outcomes",
     "encode_request",
     "export_predictions",
     "prediction_id",
+    "read_outcomes",
     "read_wal",
     "recover",
     "seal_segment",
@@ -792,3 +796,77 @@ def _utc(moment: datetime) -> pd.Timestamp:
     """A time as UTC; a naive time is taken to be UTC already."""
     stamp = pd.Timestamp(moment)
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+# ---------------------------------------------------------------------------- outcomes
+MSG_OUTCOME_COLUMN = "{source}: column {column!r} is missing; an outcomes file needs {needed} (it has {found})"
+MSG_OUTCOME_ID = "{source}: column 'record_id' has a missing value at data row {row}; every outcome needs the record id it belongs to"
+MSG_OUTCOME_DUPLICATE = "{source}: record_id {record!r} appears more than once (data rows {rows})"
+MSG_OUTCOME_CONFLICT = "{source}: record_id {record!r} has outcome {new!r} but {earlier} already gave it {old!r}; outcomes are never overwritten"
+
+
+@dataclass(frozen=True)
+class OutcomesAdded:
+    """What :func:`add_outcomes` stored."""
+
+    path: Path | None
+    added: int
+    already_known: int
+    matched: int
+
+
+def read_outcomes(directory: str | os.PathLike[str], *, target: str) -> pd.DataFrame:
+    """Every stored outcome: ``record_id``, ``target`` and the file it came from."""
+    folder = Path(directory) / OUTCOMES_DIR
+    frames = [pd.read_parquet(path).assign(source=path.name) for path in sorted(folder.glob("*.parquet"))] if folder.exists() else []
+    if not frames:
+        return pd.DataFrame({"record_id": pd.Series(dtype="string"), target: pd.Series(dtype="string"), "source": pd.Series(dtype="string")})
+    return pd.concat(frames, ignore_index=True)
+
+
+def add_outcomes(
+    frame: pd.DataFrame, *, source: str, directory: str | os.PathLike[str], target: str, known_records: Sequence[str] = ()
+) -> OutcomesAdded:
+    """Store observed outcomes (``record_id`` and the study's target column, raw values).
+
+    Outcomes already stored with the same value are skipped; a different value for a
+    stored record is refused, as is a file with missing or duplicate record ids.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, the column and the row.
+    """
+    missing = [c for c in ("record_id", target) if c not in frame.columns]
+    if missing:
+        raise ValueError(MSG_OUTCOME_COLUMN.format(source=source, column=missing[0], needed=["record_id", target],
+                                                   found=list(map(str, frame.columns))[:12]))
+    new = pd.DataFrame({"record_id": frame["record_id"].astype("string").str.strip(),
+                        target: frame[target].astype("string").str.strip()})
+    blank = new["record_id"].isna() | (new["record_id"] == "")
+    if blank.any():
+        raise ValueError(MSG_OUTCOME_ID.format(source=source, row=int(blank.to_numpy().argmax()) + 1))
+    duplicated = new["record_id"].duplicated(keep=False)
+    if duplicated.any():
+        record = new.loc[duplicated, "record_id"].iloc[0]
+        rows = (new.index[new["record_id"] == record] + 1).tolist()
+        raise ValueError(MSG_OUTCOME_DUPLICATE.format(source=source, record=record, rows=rows))
+    new = new[new[target].notna()]
+    stored = read_outcomes(directory, target=target).drop_duplicates("record_id").set_index("record_id")
+    joined = new.join(stored, on="record_id", rsuffix="_stored")
+    seen = joined[f"{target}_stored"].notna()
+    conflict = seen & (joined[f"{target}_stored"] != joined[target])
+    if conflict.any():
+        row = joined[conflict].iloc[0]
+        raise ValueError(MSG_OUTCOME_CONFLICT.format(source=source, record=row["record_id"], new=row[target],
+                                                     earlier=row["source"], old=row[f"{target}_stored"]))
+    fresh = new[~seen.to_numpy()].reset_index(drop=True)
+    matched = int(fresh["record_id"].isin(set(known_records)).sum())
+    if fresh.empty:
+        return OutcomesAdded(path=None, added=0, already_known=int(seen.sum()), matched=0)
+    table = pa.Table.from_pandas(fresh, preserve_index=False)
+    folder = Path(directory) / OUTCOMES_DIR
+    content = "".join(f"{r}\t{v}\n" for r, v in zip(fresh["record_id"], fresh[target])).encode("utf-8")
+    target_path = folder / f"{hashlib.sha256(content).hexdigest()[:32]}.parquet"  # same outcomes, same name
+    _write_parquet_atomically(table, target_path)
+    return OutcomesAdded(path=target_path, added=len(fresh), already_known=int(seen.sum()), matched=matched)

@@ -32,9 +32,10 @@ def _register() -> None:
     from clinval.cli.pipeline import prepare, score, train
     from clinval.cli.report import report
     from clinval.cli.review import review
+    from clinval.cli.predictions import outcomes, predictions
     from clinval.cli.serve import serve
 
-    for command in (prepare, train, score, notebook, report, drift, review, model, audit, keys, sign, serve):
+    for command in (prepare, train, score, notebook, report, drift, review, model, audit, keys, sign, serve, predictions, outcomes):
         main.add_command(command)
 
 
