@@ -15,6 +15,7 @@ the locked pipeline followed by the same clip, logit and affine map it applies.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,9 +155,9 @@ def compile_model(model: Any) -> CompiledScorer:
     ModelNotCompilable
         If the model is not the locked structure; the message says what differs.
     """
-    from clinval.revalidation import RecalibratedModel
-
-    if isinstance(model, RecalibratedModel):
+    # an unpickled RecalibratedModel has imported its module; importing it otherwise costs a second
+    revalidation = sys.modules.get("clinval.revalidation")
+    if revalidation is not None and isinstance(model, revalidation.RecalibratedModel):
         base = compile_model(model.locked)
         if base.recalibration is not None:
             raise ModelNotCompilable(MSG_NOT_COMPILABLE.format(reason="a recalibration of a recalibration"))
