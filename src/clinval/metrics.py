@@ -32,7 +32,7 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:
     from clinval.predlog import LogStats
 
-__all__ = ["RecordsCollector", "ServiceMetrics", "export_textfile", "records_metrics"]
+__all__ = ["RecordsCollector", "ServiceMetrics", "export_textfile", "log_families", "records_metrics"]
 
 DRIFT_RECORD = "02_drift_analysis.json"
 """The evidence record whose monitored metrics are exported."""
@@ -236,3 +236,27 @@ def export_textfile(
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_to_textfile(str(path), registry)
     return Path(path)
+
+
+def log_families(*, directory: str | os.PathLike[str], ledger) -> list[Metric]:
+    """The prediction log's state on disk: sealed predictions and segments, open segments
+    and the age of the oldest prediction not yet sealed (for ``clinval metrics export``)."""
+    from clinval.predlog import WAL_DIR, WAL_SUFFIX, read_wal, sealed_entries
+
+    sealed = sealed_entries(ledger)
+    open_records, oldest = 0, None
+    wal = Path(directory) / WAL_DIR
+    paths = sorted(wal.glob(f"*{WAL_SUFFIX}")) if wal.exists() else []
+    for path in paths:
+        for request in read_wal(path).requests:
+            open_records += len(request["risk"])
+            oldest = request["t"] if oldest is None else min(oldest, request["t"])
+    return [
+        GaugeMetricFamily("clinval_ledger_sealed_predictions", "Predictions in segments sealed in the ledger",
+                          value=sum(e.body["count"] for e in sealed.values())),
+        GaugeMetricFamily("clinval_ledger_sealed_segments", "Closed segments sealed in the ledger", value=len(sealed)),
+        GaugeMetricFamily("clinval_log_open_segments", "Segments not yet sealed (open, or left by a crash)", value=len(paths)),
+        GaugeMetricFamily("clinval_log_open_records", "Predictions in segments not yet sealed", value=open_records),
+        GaugeMetricFamily("clinval_log_unsealed_seconds", "Age of the oldest prediction not yet sealed in the ledger",
+                          value=0.0 if oldest is None else max(0.0, time.time() - oldest / 1e6)),
+    ]

@@ -27,6 +27,7 @@ def main() -> None:
 def _register() -> None:
     from clinval.cli.audit import audit, keys, sign
     from clinval.cli.drift import drift
+    from clinval.cli.metrics import metrics
     from clinval.cli.model import model
     from clinval.cli.notebook import notebook
     from clinval.cli.pipeline import prepare, score, train
@@ -35,7 +36,7 @@ def _register() -> None:
     from clinval.cli.predictions import outcomes, predictions
     from clinval.cli.serve import serve
 
-    for command in (prepare, train, score, notebook, report, drift, review, model, audit, keys, sign, serve, predictions, outcomes):
+    for command in (prepare, train, score, notebook, report, drift, review, model, audit, keys, sign, serve, predictions, outcomes, metrics):
         main.add_command(command)
 
 
