@@ -26,6 +26,7 @@ $(UV):
 setup: .venv/.synced  ## install the locked environment into .venv
 
 repro: setup  ## run the DVC pipeline (a no-op when nothing changed)
+	$(RUN) clinval study embed
 	$(RUN) dvc repro
 
 # The pipeline's own signer is a machine identity (like an SSH host key): its passphrase

@@ -65,7 +65,7 @@ def test_the_calibration_trigger_needs_both_the_bound_and_the_interval():
     log = _log()
     performance = _performance({"2001": (0.75, 0.60, 0.95), "2002": (0.75, 0.55, 1.02)})
     drift = pd.DataFrame({"period": ["2001"], "feature": ["age"], "drifted": [False]})
-    alerts = pccp.drift_alerts(plan, log=log, performance=performance, reference_performance=pd.DataFrame(
+    alerts = pccp.drift_alerts(plan.triggers, log=log, performance=performance, reference_performance=pd.DataFrame(
         [{"metric": "AUROC", "value": 0.7, "status": "ok"}]), drift=drift)
     assert [(a.trigger, a.period) for a in alerts] == [("calibration_drift", "2001")]
     assert alerts[0].modification == "recalibration" and alerts[0].n_records == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import inspect
 import json
 import shlex
 from pathlib import Path
@@ -81,49 +82,110 @@ def test_notebooks_hold_no_function_or_class_definitions():
                 assert not any(isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Lambda)) for n in ast.walk(tree)), path.name
 
 
-def _clinval_imports(source: str, package_dir) -> set[str]:
-    """clinval module files a piece of code imports (directly)."""
+PACKAGE = ROOT / "src" / "clinval"
+ALWAYS = {"uv.lock", "src/clinval/__init__.py", "src/clinval/_launch.py", "src/clinval/numeric_env.py"}
+"""Inputs of every stage: the locked environment and the code that pins numerics."""
+CLI_REGISTRY = PACKAGE / "cli" / "__init__.py"
+"""Only registers the commands: no stage's bytes depend on it."""
+
+
+def _module_file(name: str) -> Path | None:
+    rel = name.split(".")[1:]
+    for candidate in (PACKAGE.joinpath(*rel).with_suffix(".py"), PACKAGE.joinpath(*rel, "__init__.py")):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _imports_in(nodes) -> set[Path]:
+    """clinval module files imported anywhere inside the given AST nodes."""
     found = set()
-    for node in ast.walk(ast.parse(source)):
-        names = []
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("clinval"):
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        elif isinstance(node, ast.Import):
-            names = [a.name for a in node.names if a.name.startswith("clinval")]
-        for name in names:
-            rel = name.split(".")[1:]
-            for candidate in (package_dir.joinpath(*rel).with_suffix(".py"), package_dir.joinpath(*rel, "__init__.py")):
-                if candidate.exists():
-                    found.add(candidate)
+    for root in nodes:
+        for node in ast.walk(root):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("clinval"):
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names if a.name.startswith("clinval")]
+            found.update(f for f in map(_module_file, names) if f is not None)
     return found
 
 
-def _closure(files: set, package_dir) -> set:
+def _library_closure(files: set[Path]) -> set[Path]:
+    """Every clinval file the given files import, transitively, with package __init__ files.
+
+    Library modules count whole (a lazy import inside a function is still run by some
+    caller); the CLI is followed by reachability instead (:func:`_command_modules`)."""
     seen, todo = set(), list(files)
     while todo:
         f = todo.pop()
         if f in seen:
             continue
         seen.add(f)
-        parents = [p / "__init__.py" for p in f.parents if p != package_dir.parent and package_dir in (p, *p.parents)]
-        todo.extend(p for p in parents if p.exists())
-        todo.extend(_clinval_imports(f.read_text(), package_dir))
+        parents = (p / "__init__.py" for p in f.parents if PACKAGE in (p, *p.parents))
+        todo.extend(p for p in parents if p.exists() and p != CLI_REGISTRY)
+        if PACKAGE / "cli" not in f.parents:
+            todo.extend(_imports_in([ast.parse(f.read_text())]))
     return seen
 
 
-@pytest.mark.parametrize("stage", sorted(NOTEBOOK_STAGES))
-def test_notebook_stages_depend_on_every_clinval_module_they_run(stage):
-    """A module the record's bytes depend on but DVC does not track would make a clean
-    clone produce different outputs than dvc.lock records."""
-    notebook, _ = _notebook_and_params(_command(NOTEBOOK_STAGES[stage]))
-    package = ROOT / "src" / "clinval"
-    code = "\n".join("".join(c["source"]) for c in json.loads((ROOT / notebook).read_text())["cells"] if c["cell_type"] == "code")
-    needed = _closure(_clinval_imports(code, package) | _clinval_imports("from clinval import evidence", package), package)
-    deps = NOTEBOOK_STAGES[stage]["deps"]
+def _command_modules(words: list[str]) -> set[Path]:
+    """clinval files a `clinval <group> <command>` runs: the command's module-level imports,
+    and the imports inside the command and every CLI function it calls by name."""
+    from clinval.cli import main
 
-    def covered(path):
-        rel = path.relative_to(ROOT).as_posix()
+    command = main
+    for word in words:
+        if not hasattr(command, "commands") or word not in command.commands:
+            break
+        command = command.commands[word]
+    function = inspect.unwrap(command.callback)
+    module_file = Path(inspect.getsourcefile(function))
+    tree = ast.parse(module_file.read_text())
+    top_level = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    functions = {n.name: n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    reached, todo = set(), [function.__name__]
+    while todo:
+        name = todo.pop()
+        if name in reached or name not in functions:
+            continue
+        reached.add(name)
+        todo.extend(n.id for n in ast.walk(functions[name]) if isinstance(n, ast.Name))
+    needed = {module_file} | _imports_in(top_level) | _imports_in([functions[n] for n in reached])
+    return {f for f in needed if PACKAGE / "cli" not in f.parents} | {module_file}
+
+
+def _stage_needs(spec: dict) -> set[str]:
+    needed: set[Path] = set()
+    for cmd in (spec["cmd"] if isinstance(spec["cmd"], list) else [spec["cmd"]]):
+        words = shlex.split(cmd)
+        assert words[0] == "clinval", f"a stage runs the clinval command, not {words[0]!r}"
+        needed |= _command_modules(words[1:])
+        if words[1:3] == ["notebook", "run"]:
+            notebook = ROOT / words[3]
+            code = "\n".join("".join(c["source"]) for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code")
+            needed |= _imports_in([ast.parse(code)])
+    return {p.relative_to(ROOT).as_posix() for p in _library_closure(needed)} | ALWAYS
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_every_stage_depends_on_every_file_it_runs(stage):
+    """A module the stage's bytes depend on but DVC does not track would make a clean
+    clone produce different outputs than dvc.lock records; so would the environment."""
+    deps = STAGES[stage]["deps"]
+
+    def covered(rel):
         return any(rel == d or rel.startswith(d.rstrip("/") + "/") for d in deps)
 
-    missing = sorted(p.relative_to(ROOT).as_posix() for p in needed if not covered(p))
+    missing = sorted(rel for rel in _stage_needs(STAGES[stage]) if not covered(rel))
     assert not missing, f"{stage}: add to deps in dvc.yaml: {missing}"
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_no_stage_depends_on_code_it_does_not_run(stage):
+    """Extra code deps re-run a stage for nothing (e.g. editing the fairness bootstrap
+    re-running the drift notebook)."""
+    needed = _stage_needs(STAGES[stage])
+    code = [d for d in STAGES[stage]["deps"] if d.startswith("src/") and d != "src/clinval/templates"]
+    extra = sorted(d for d in code if not any(n == d or n.startswith(d.rstrip("/") + "/") for n in needed))
+    assert not extra, f"{stage}: deps in dvc.yaml it does not run: {extra}"

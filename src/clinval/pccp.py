@@ -42,6 +42,7 @@ __all__ = [
     "period_digest",
     "plan_from_params",
     "plan_summary",
+    "triggers_from_params",
 ]
 
 RULES = ("ci_outside", "ci_below_reference", "drifted_features", "flagged_disparities")
@@ -145,15 +146,13 @@ def _need(mapping: Mapping, key: str, where: str) -> Any:
     return mapping[key]
 
 
-def plan_from_params(params: Mapping[str, Any]) -> ChangeControlPlan:
-    """Check a parsed ``pccp.yaml`` and return the plan."""
-    locked = _need(params, "locked", "")
-    modifications = {}
-    for name, spec in (_need(params, "modifications", "") or {}).items():
-        approval = _need(spec, "approval", f"modifications.{name}.")
-        if approval not in APPROVALS:
-            raise PlanError(_ERR_PLAN.format(problem=f"modifications.{name}.approval is {approval!r}; use one of {list(APPROVALS)}."))
-        modifications[name] = Modification(name=name, description=str(_need(spec, "description", f"modifications.{name}.")), approval=approval)
+def triggers_from_params(params: Mapping[str, Any], *, modifications: Mapping[str, Modification] | None = None) -> dict[str, Trigger]:
+    """Check the ``triggers`` section of a parsed ``pccp.yaml`` and return its triggers.
+
+    Only ``params["triggers"]`` is read, so the drift and fairness records depend on that
+    section alone (DVC tracks ``params/pccp.yaml: [triggers]`` for them). With
+    ``modifications``, each trigger's modification must be one of them.
+    """
     triggers = {}
     for name, spec in (_need(params, "triggers", "") or {}).items():
         where = f"triggers.{name}."
@@ -163,7 +162,7 @@ def plan_from_params(params: Mapping[str, Any]) -> ChangeControlPlan:
         if rule not in RULES:
             raise PlanError(_ERR_PLAN.format(problem=f"{where}rule is {rule!r}; use one of {list(RULES)}."))
         modification = spec.get("modification")
-        if modification is not None and modification not in modifications:
+        if modification is not None and modifications is not None and modification not in modifications:
             raise PlanError(_ERR_PLAN.format(problem=f"{where}modification {modification!r} is not one of the plan's modifications {sorted(modifications)}."))
         bounds = spec.get("bounds")
         trigger = Trigger(
@@ -178,6 +177,19 @@ def plan_from_params(params: Mapping[str, Any]) -> ChangeControlPlan:
             if getattr(trigger, key) is None:
                 raise PlanError(_ERR_PLAN.format(problem=f"rule {rule!r} needs '{where}{key}'."))
         triggers[name] = trigger
+    return triggers
+
+
+def plan_from_params(params: Mapping[str, Any]) -> ChangeControlPlan:
+    """Check a parsed ``pccp.yaml`` and return the plan."""
+    locked = _need(params, "locked", "")
+    modifications = {}
+    for name, spec in (_need(params, "modifications", "") or {}).items():
+        approval = _need(spec, "approval", f"modifications.{name}.")
+        if approval not in APPROVALS:
+            raise PlanError(_ERR_PLAN.format(problem=f"modifications.{name}.approval is {approval!r}; use one of {list(APPROVALS)}."))
+        modifications[name] = Modification(name=name, description=str(_need(spec, "description", f"modifications.{name}.")), approval=approval)
+    triggers = triggers_from_params(params, modifications=modifications)
     data = _need(params, "data_management", "")
     training = tuple(str(p) for p in _need(data, "training_periods", "data_management."))
     sequestered = tuple(str(p) for p in _need(data, "sequestered_periods", "data_management."))
@@ -237,7 +249,7 @@ def _metric_row(performance: pd.DataFrame, period: str, metric: str) -> pd.Serie
 
 
 def drift_alerts(
-    plan: ChangeControlPlan,
+    triggers: Mapping[str, Trigger],
     *,
     log: pd.DataFrame,
     performance: pd.DataFrame,
@@ -248,6 +260,8 @@ def drift_alerts(
 
     Parameters
     ----------
+    triggers
+        The plan's triggers (:func:`triggers_from_params`, or ``plan.triggers``).
     log
         The prediction log (``period``, ``record_id``, ``label``, ``predicted_risk``).
     performance
@@ -259,7 +273,7 @@ def drift_alerts(
     """
     alerts = []
     periods = [p for p in pd.unique(log["period"]) if p != "reference"]
-    for trigger in plan.triggers.values():
+    for trigger in triggers.values():
         if trigger.source != "drift":
             continue
         for period in periods:
@@ -302,14 +316,14 @@ def _drift_rule(trigger, period, performance, reference_performance, drift) -> t
     return None
 
 
-def fairness_alerts(plan: ChangeControlPlan, *, log: pd.DataFrame, flagged: Sequence[Any]) -> list[Alert]:
-    """Evaluate the plan's fairness triggers on flagged disparities (mappings or
+def fairness_alerts(triggers: Mapping[str, Trigger], *, log: pd.DataFrame, flagged: Sequence[Any]) -> list[Alert]:
+    """Evaluate the plan's fairness triggers (``plan.triggers``) on flagged disparities (mappings or
     dataclasses with at least ``period`` and ``sentence``), production periods only:
     gaps in the reference period are the baseline the locked model was accepted with."""
     flagged = [asdict(f) if is_dataclass(f) else dict(f) for f in flagged]
     alerts = []
     periods = [p for p in pd.unique(log["period"]) if p != "reference"]
-    for trigger in plan.triggers.values():
+    for trigger in triggers.values():
         if trigger.source != "fairness":
             continue
         for period in periods:

