@@ -142,10 +142,15 @@ def main() -> None:
 
     import pandas as pd
 
-    from clinval import data, model
+    from clinval import data, model, sources
 
     study_params = yaml.safe_load((REPO / "params" / "study.yaml").read_text())
-    prepared = data.prepare(data.study_from_params(study_params), root=REPO)
+    study = data.study_from_params(study_params)
+    source_root = REPO
+    if study.embedded is not None and not (REPO / study.source_path).exists():
+        source_root = Path(tempfile.mkdtemp(prefix="clinval-bench-study-"))  # the embedded table, written as `make` would
+        sources.write_embedded(study.embedded, study.source_path, root=source_root)
+    prepared = data.prepare(study, root=source_root)
     pipeline, card = model.fit_locked_model(prepared, model.recipe_from_params(yaml.safe_load((REPO / "params" / "model.yaml").read_text())))
     features = prepared.schema.features
     rows = model.feature_frame(pd.concat([prepared.reference, prepared.production], ignore_index=True), prepared.schema)
@@ -157,7 +162,7 @@ def main() -> None:
 
     results: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="clinval-serve-bench-") as tmp:
-        live = make_live_root(Path(tmp), pipeline=pipeline, card=card)
+        live = make_live_root(Path(tmp), pipeline=pipeline, card=card, study=study_params)
         servers = {
             "clinval": lambda port: start_server(live, port=port).process,
             "baseline": lambda port: subprocess.Popen(

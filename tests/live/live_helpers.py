@@ -3,8 +3,9 @@ locked model recorded in a real signed ledger, and a running `clinval serve`."""
 
 from __future__ import annotations
 
+import copy
+import importlib.util
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 PASSPHRASE = "live-loop-test-passphrase"
@@ -56,8 +58,16 @@ class LiveRoot:
         return load_signer("pipeline", passphrase=PASSPHRASE, home=self.home)
 
 
-def make_live_root(path: Path, *, pipeline, card, study_yaml: Path = REPO / "params" / "study.yaml") -> LiveRoot:
-    """Write the locked model, a dvc.lock naming it, and record the run in a new ledger."""
+def monica_study() -> dict:
+    """The MONICA study as tests/conftest.py pins it (tests never read params/study.yaml)."""
+    spec = importlib.util.spec_from_file_location("_clinval_tests_conftest", REPO / "tests" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return copy.deepcopy(module.MONICA_STUDY)
+
+
+def make_live_root(path: Path, *, pipeline, card, study: dict | None = None) -> LiveRoot:
+    """Write the study, the locked model and a dvc.lock naming it; record the run in a new ledger."""
     from clinval import model as model_lib
     from clinval.ledger import record_run
     from clinval.signing import create_key
@@ -65,7 +75,7 @@ def make_live_root(path: Path, *, pipeline, card, study_yaml: Path = REPO / "par
     root, home = path / "repo", path / "home"
     (root / "params").mkdir(parents=True)
     (root / "audit" / "approvals").mkdir(parents=True)
-    shutil.copy(study_yaml, root / "params" / "study.yaml")
+    (root / "params" / "study.yaml").write_text(yaml.safe_dump(study or monica_study(), sort_keys=False))
     model_lib.write_model(pipeline, card, root / "models" / "locked")
     (root / "dvc.lock").write_text(LOCK_TEMPLATE)
     live = LiveRoot(root=root, home=home)
