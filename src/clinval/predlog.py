@@ -41,7 +41,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,6 +61,8 @@ if TYPE_CHECKING:
 __all__ = [
     "BATCH_KIND",
     "LOG_COLUMNS",
+    "LIVE_PREFIX",
+    "LivePeriods",
     "LogCorrupt",
     "LogSettings",
     "LogUnavailable",
@@ -72,6 +74,9 @@ __all__ = [
     "add_outcomes",
     "encode_request",
     "export_predictions",
+    "live_periods",
+    "period_end",
+    "period_labels",
     "prediction_id",
     "read_outcomes",
     "read_wal",
@@ -870,3 +875,114 @@ def add_outcomes(
     target_path = folder / f"{hashlib.sha256(content).hexdigest()[:32]}.parquet"  # same outcomes, same name
     _write_parquet_atomically(table, target_path)
     return OutcomesAdded(path=target_path, added=len(fresh), already_known=int(seen.sum()), matched=matched)
+
+
+# ---------------------------------------------------------------------------- periods
+LIVE_PREFIX = "live-"
+"""Files of a folder source that the monitor writes, one per period (``live-<period>.parquet``)."""
+
+
+@dataclass(frozen=True)
+class LivePeriods:
+    """Study rows made from sealed predictions, one frame per complete period.
+
+    Attributes
+    ----------
+    frames : dict
+        Period label -> the rows to write as ``live-<period>.parquet``.
+    skipped : dict
+        Why predictions were left out -> how many.
+    """
+
+    frames: Mapping[str, pd.DataFrame]
+    skipped: Mapping[str, int]
+
+
+def period_labels(times: pd.Series, *, rule: str) -> pd.Series:
+    """The production period of each UTC prediction time under a study's period rule.
+
+    ``value`` studies number their periods by calendar year (the time column holds the
+    year minus ``time.offset``); the date rules use calendar years, quarters or months.
+    """
+    naive = times.dt.tz_convert("UTC").dt.tz_localize(None)
+    if rule == "value":
+        return naive.dt.year.astype(str)
+    return naive.dt.to_period({"year": "Y", "quarter": "Q", "month": "M"}[rule]).astype(str)
+
+
+def period_end(label: str, *, rule: str) -> pd.Timestamp:
+    """The first UTC instant after a period."""
+    freq = {"value": "Y", "year": "Y", "quarter": "Q", "month": "M"}[rule]
+    return (pd.Period(label, freq).end_time + pd.Timedelta(1, "ns")).tz_localize("UTC")
+
+
+def live_periods(
+    predictions: pd.DataFrame,
+    *,
+    outcomes: pd.DataFrame,
+    study,
+    columns: Sequence[str],
+    through: datetime,
+    taken: Iterable[str] = (),
+) -> LivePeriods:
+    """Turn sealed predictions (and the outcomes known so far) into study rows.
+
+    One row per record (the first prediction of a ``record_id``; a prediction without
+    one is its own record), in the columns of the study's source, for every period that
+    ended by ``through`` and is not ``taken`` by other source files or the reference
+    period. Features are the inputs the model scored; the target is the observed
+    outcome or missing (the pipeline then gives CBPE estimates for the period); cohort
+    columns that are not features get the cohort's first allowed value, since the
+    service scores only its intended-use cohort; other columns are left missing.
+    """
+    schema = study.schema
+    skipped: dict[str, int] = {}
+    if predictions.empty:
+        return LivePeriods(frames={}, skipped=skipped)
+    rows = predictions.assign(record=predictions["record_id"].fillna(predictions["prediction_id"]))
+    rows = rows.sort_values(["time", "prediction_id"], kind="stable")
+    first = ~rows["record"].duplicated(keep="first")
+    if (~first).any():
+        skipped["repeat predictions of a record (the first is kept)"] = int((~first).sum())
+    rows = rows[first.to_numpy()].copy()
+    rows["period"] = period_labels(rows["time"], rule=study.period_rule)
+    ended = rows["period"].map(lambda p: period_end(p, rule=study.period_rule) <= _utc(through))
+    if (~ended).any():
+        skipped["in a period not yet over"] = int((~ended).sum())
+    reference_labels = _labels_between(study.reference, rule=study.period_rule)
+    blocked = rows["period"].isin(set(taken) | set(reference_labels))
+    if blocked.any():
+        skipped["in a period other source files or the reference already hold"] = int(blocked.sum())
+    rows = rows[(ended & ~blocked).to_numpy()]
+    labels = outcomes.drop_duplicates("record_id").set_index("record_id")[schema.target] if len(outcomes) else pd.Series(dtype="string")
+    frames = {}
+    for period, part in rows.groupby("period", sort=True):
+        out = pd.DataFrame(index=range(len(part)), columns=list(columns), dtype=object)
+        record = part["record"].astype(str).to_numpy()
+        if schema.id_column:
+            out[schema.id_column] = record
+        out[schema.target] = pd.Series(record).map(labels).astype(object).where(lambda s: s.notna(), None).to_numpy()
+        for name in schema.features:
+            out[name] = part[name].to_numpy()
+        for name, allowed in study.cohort.items():
+            if name not in schema.features:
+                out[name] = allowed[0]
+        out[schema.time] = _time_values(part["time"], rule=study.period_rule, offset=study.time_offset)
+        frames[str(period)] = out.reset_index(drop=True)
+    return LivePeriods(frames=frames, skipped=skipped)
+
+
+def _labels_between(bounds: tuple[Any, Any], *, rule: str) -> list[str]:
+    low, high = bounds
+    if rule == "value":
+        return [str(v) for v in range(int(float(low)), int(float(high)) + 1)]
+    freq = {"year": "Y", "quarter": "Q", "month": "M"}[rule]
+    return [str(p) for p in pd.period_range(pd.Period(str(low), freq), pd.Period(str(high), freq), freq=freq)]
+
+
+def _time_values(times: pd.Series, *, rule: str, offset: float) -> Any:
+    naive = times.dt.tz_convert("UTC").dt.tz_localize(None)
+    if rule == "value":
+        values = naive.dt.year - offset
+        return values.astype(int).to_numpy() if float(offset).is_integer() else values.to_numpy()
+    return naive.dt.strftime("%Y-%m-%d").to_numpy()

@@ -29,6 +29,7 @@ def _register() -> None:
     from clinval.cli.drift import drift
     from clinval.cli.metrics import metrics
     from clinval.cli.model import model
+    from clinval.cli.monitor import monitor
     from clinval.cli.notebook import notebook
     from clinval.cli.pipeline import prepare, score, study, train
     from clinval.cli.report import report
@@ -38,7 +39,7 @@ def _register() -> None:
     from clinval.cli.serve import serve
 
     for command in (study, prepare, train, score, notebook, report, drift, review, model, audit, keys, sign, repro,
-                    serve, predictions, outcomes, metrics):
+                    serve, predictions, outcomes, metrics, monitor):
         main.add_command(command)
 
 
