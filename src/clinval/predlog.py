@@ -475,7 +475,8 @@ class LogStats:
     failed_batches: int = 0
     segments_sealed: int = 0
     seal_failures: int = 0
-    last_error: str | None = None
+    last_error: str | None = None  # of the last write; None once a write succeeds again
+    last_seal_error: str | None = None  # sealing is retried; answering does not depend on it
     unsealed_since: float | None = None  # wall time of the oldest prediction not yet sealed
     recovery: RecoveryReport | None = None
 
@@ -697,7 +698,8 @@ class PredictionLog:
         segment, self._segment = self._segment, None
         if segment is not None:
             os.close(segment.descriptor)  # releases the flock: the closer may take it
-        self._to_seal.put((segment.path if segment is not None else None, waiters))
+        if segment is not None or waiters:  # (None, []) is the closer's stop signal
+            self._to_seal.put((segment.path if segment is not None else None, waiters))
 
     # -- closer thread ---------------------------------------------------------------
     def _seal_loop(self) -> None:
@@ -716,7 +718,7 @@ class PredictionLog:
             sealed = self._seal_backlog(backlog)
             for future in waiters:
                 if backlog:
-                    future.set_exception(LogUnavailable(MSG_UNAVAILABLE.format(reason=self.stats.last_error)))
+                    future.set_exception(LogUnavailable(MSG_UNAVAILABLE.format(reason=self.stats.last_seal_error)))
                 else:
                     future.set_result(sealed)
 
@@ -728,9 +730,10 @@ class PredictionLog:
                                       ledger=self._ledger, signer=self._signer)
             except Exception as exc:  # the ledger is locked or the disk is full: retry later
                 self.stats.seal_failures += 1
-                self.stats.last_error = f"sealing {backlog[0].name}: {type(exc).__name__}: {exc}"
+                self.stats.last_seal_error = f"sealing {backlog[0].name}: {type(exc).__name__}: {exc}"
                 break
             backlog.pop(0)
+            self.stats.last_seal_error = None
             if result is not None:
                 sealed.append(result)
                 self.stats.segments_sealed += 1

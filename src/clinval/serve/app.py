@@ -99,6 +99,7 @@ def create_app(service: Service) -> FastAPI:
             "ledger": {"head": service.model.ledger_head, "size": service.model.ledger_size},
             "log": {"directory": str(log.directory), "records_logged": stats.records_logged,
                     "segments_sealed": stats.segments_sealed, "last_error": stats.last_error,
+                    "last_seal_error": stats.last_seal_error,
                     "recovered": None if recovery is None else {
                         "segments": len(recovery.sealed), "records": recovery.records,
                         "torn_bytes": recovery.torn_bytes, "seconds": round(recovery.seconds, 3)}},
