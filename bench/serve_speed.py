@@ -108,11 +108,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 def measure(url: str, bodies: list[bytes], total: int, concurrency: int, pid: int) -> dict[str, float]:
-    cpu = cpu_seconds(pid)
+    cpu, client_cpu = cpu_seconds(pid), time.process_time()
     seconds, latencies = asyncio.run(_load(url, bodies, total, concurrency))
+    client_cpu = time.process_time() - client_cpu
     return {"requests": total, "per_second": total / seconds, "p50_ms": 1e3 * float(np.percentile(latencies, 50)),
             "p99_ms": 1e3 * float(np.percentile(latencies, 99)), "mean_ms": 1e3 * statistics.fmean(latencies),
-            "server_cpu_ms": 1e3 * (cpu_seconds(pid) - cpu) / (total + min(20, total))}
+            "server_cpu_ms": 1e3 * (cpu_seconds(pid) - cpu) / (total + min(20, total)),
+            "client_cpu_ms": 1e3 * client_cpu / (total + min(20, total))}
 
 
 def wait_for(url: str, process: subprocess.Popen) -> None:
@@ -186,7 +188,7 @@ def main() -> None:
                 process.wait(timeout=60)
             for kind, figures in results[name].items():
                 print(f"{name:<9} {kind:<11} {figures['per_second']:8.1f} req/s   p50 {figures['p50_ms']:7.2f} ms   "
-                      f"p99 {figures['p99_ms']:7.2f} ms   server CPU {figures['server_cpu_ms']:6.2f} ms/request", flush=True)
+                      f"p99 {figures['p99_ms']:7.2f} ms   server CPU {figures['server_cpu_ms']:6.2f} ms/request   client CPU {figures['client_cpu_ms']:5.2f}", flush=True)
         logged = sum(1 for _ in (live.log_dir / "segments").glob("*.parquet"))
         print(f"clinval sealed {logged} log segment(s) in {live.ledger.relative_to(live.root)}")
     for kind in results["clinval"]:
