@@ -47,7 +47,7 @@ def monthly(tmp_path, monica, locked_model, monkeypatch):
     rows = frame.head(60)
     t = int(datetime.now(UTC).timestamp() * 1e6)
     for i, (_, row) in enumerate(rows.iterrows()):
-        inputs = {c: [None if pd.isna(row[c]) else row[c]] for c in monica.schema.features}
+        inputs = {c: [None if pd.isna(row[c]) or (c == "age" and i % 7 == 0) else row[c]] for c in monica.schema.features}
         log.submit(encode_request(request_id=f"q{i}", time_us=t + i, risk=[0.2], inputs=inputs, unseen=[()],
                                   pass_through={"record_id": [f"live-{i}"]}), records=1).result(timeout=60)
     # a repeat prediction of a record: only the first counts

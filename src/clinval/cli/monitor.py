@@ -132,16 +132,14 @@ def _source_periods(times, study) -> list[str]:
 
 
 def _write_if_changed(frame, path: Path) -> bool:
-    """Write ``frame`` as Parquet unless the file already holds the same rows."""
-    import pandas as pd
-
+    """Write ``frame`` as Parquet unless the file already holds exactly these bytes
+    (the same rows give the same bytes), so an unchanged period never re-runs the pipeline."""
     from clinval._io import atomic_write_bytes
 
-    if path.exists():
-        existing = pd.read_parquet(path)
-        if list(existing.columns) == list(frame.columns) and existing.astype(str).equals(frame.astype(str)):
-            return False
-    atomic_write_bytes(path, frame.to_parquet(index=False))
+    content = frame.to_parquet(index=False)
+    if path.exists() and path.read_bytes() == content:
+        return False
+    atomic_write_bytes(path, content)
     return True
 
 
