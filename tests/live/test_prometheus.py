@@ -49,8 +49,8 @@ def test_prometheus_scrapes_the_service_and_answers_a_clinval_query(live_root, s
             try:
                 predictions = _query(url, 'clinval_predictions_total{job="clinval"}')
                 oe = _query(url, 'clinval_observed_expected{period="1991"}')
-            except httpx.TransportError:
-                pass
+            except (httpx.TransportError, httpx.HTTPStatusError):
+                pass  # not listening yet, or 503 while its storage starts
             time.sleep(0.5)
         assert predictions, f"Prometheus never scraped clinval: {(tmp_path / 'prometheus.log').read_text()[-2000:]}"
         assert float(predictions[0]["value"][1]) == 15.0
