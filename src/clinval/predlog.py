@@ -311,7 +311,11 @@ def _table(header: SegmentHeader, requests: Sequence[Mapping[str, Any]]) -> pa.T
 
 
 def _iso(time_us: int) -> str:
-    return datetime.fromtimestamp(time_us / 1e6, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC time as the ledger writes it."""
+    from clinval.ledger._encoding import TIME_FORMAT
+
+    seconds, micros = divmod(time_us, 1_000_000)  # exact: a float of µs since 1970 can be off by one
+    return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=micros).strftime(TIME_FORMAT)
 
 
 # ---------------------------------------------------------------------------- sealing
