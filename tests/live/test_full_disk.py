@@ -15,6 +15,8 @@ import httpx
 import pandas as pd
 from live_helpers import start_server
 
+from clinval.ledger import verify
+
 LIMIT_BYTES = 48 * 1024  # the ledger and the sealed segments stay below it; the open segment does not
 
 
@@ -57,6 +59,5 @@ def test_a_full_log_answers_503_and_every_200_is_logged(live_root, study_records
     logged = pd.read_parquet(export)
     assert sorted(logged["prediction_id"]) == sorted(acknowledged)
     assert logged["sealed"].all()
-    verify = subprocess.run([sys.executable, "-m", "clinval", "audit", "verify", "--deep"], cwd=live_root.root,
-                            env=live_root.env(), capture_output=True, text=True)
-    assert verify.returncode == 0, verify.stdout + verify.stderr
+    result = verify(live_root.ledger, deep=True, root=live_root.root)
+    assert result.ok, str(result)

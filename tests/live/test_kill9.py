@@ -8,16 +8,14 @@ sealed by a `prediction_batch` entry of a ledger that verifies deeply.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 
 import httpx
-import pandas as pd
 from live_helpers import start_server
 
-from clinval.predlog import read_wal
+from clinval.ledger import verify
+from clinval.predlog import export_predictions, read_wal
 
 CLIENTS = 8
 KILL_AFTER = 400  # acknowledged predictions before the kill
@@ -70,18 +68,17 @@ def test_sigkill_mid_load_loses_no_acknowledged_prediction(live_root, study_reco
         try:
             health = restarted.wait_ready()
             ready_seconds = time.monotonic() - started  # reported, never asserted
-            export = live_root.root / "export.parquet"
-            command = [sys.executable, "-m", "clinval", "predictions", "export", "--out", str(export), "--sealed-only"]
-            subprocess.run(command, cwd=live_root.root, env=live_root.env(), check=True, capture_output=True)
-            verify = subprocess.run([sys.executable, "-m", "clinval", "audit", "verify", "--deep"], cwd=live_root.root,
-                                    env=live_root.env(), capture_output=True, text=True)
+            # while the restarted service runs: everything the killed one answered is sealed already
+            frame = export_predictions(directory=live_root.log_dir, root=live_root.root, ledger=live_root.open_ledger(),
+                                       include_open=False)
+            result = verify(live_root.ledger, deep=True, root=live_root.root,
+                            checkpoint=live_root.root / "audit" / "checkpoints" / "latest.json")
         finally:
             restarted.stop()
     finally:
         server.stop()
 
-    frame = pd.read_parquet(export)
-    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert result.ok, str(result)
     missing = acked - set(frame["prediction_id"])
     assert not missing, f"{len(missing)} acknowledged predictions lost, e.g. {sorted(missing)[:3]}"
     assert frame["sealed"].all() and frame["ledger_seq"].notna().all()
