@@ -63,6 +63,15 @@ def test_a_good_csv_study_prepares(tmp_path):
     assert prepared.reference["label"].sum() == 80
 
 
+def test_outcomes_not_yet_known_in_a_production_period_are_unlabelled(tmp_path):
+    frame = _good_frame()
+    frame.loc[frame["year"] == 2020, "died"] = ""
+    _, params = _write(tmp_path, frame)
+    prepared = data.prepare(data.study_from_params(params), root=tmp_path)
+    assert prepared.production_period("2020")["label"].isna().all()
+    assert prepared.production_period("2019")["label"].notna().all()
+
+
 def test_a_good_parquet_study_with_date_periods_prepares(tmp_path):
     frame = _good_frame()
     frame["admitted"] = pd.to_datetime(frame["year"].astype(str) + "-03-15") + pd.to_timedelta(frame.index % 200, unit="D")

@@ -472,7 +472,7 @@ def load_study(study: Study, *, root: str | os.PathLike = ".") -> tuple[pd.DataF
             frame, unknown, [s.id_column] if s.id_column else [])
     if not (target == s.positive).any():
         raise _column_error(study, s.target, f"(target) never takes the positive value {s.positive!r}")
-    out["label"] = pd.Series(np.where(target == s.positive, 1, 0), index=frame.index, dtype="Int64").mask(target.isna())
+    out["label"] = pd.Series(np.where((target == s.positive).fillna(False), 1, 0), index=frame.index, dtype="Int64").mask(target.isna())
     unlabelled_ref = in_ref & target.isna()
     if unlabelled_ref.any():
         raise _column_error(study, s.target, "(target) is missing in the reference period; the locked model needs every reference label", frame, unlabelled_ref)

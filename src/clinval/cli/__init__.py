@@ -27,14 +27,19 @@ def main() -> None:
 def _register() -> None:
     from clinval.cli.audit import audit, keys, sign
     from clinval.cli.drift import drift
+    from clinval.cli.metrics import metrics
     from clinval.cli.model import model
+    from clinval.cli.monitor import monitor
     from clinval.cli.notebook import notebook
     from clinval.cli.pipeline import prepare, score, study, train
     from clinval.cli.report import report
     from clinval.cli.repro import repro
     from clinval.cli.review import review
+    from clinval.cli.predictions import outcomes, predictions
+    from clinval.cli.serve import serve
 
-    for command in (study, prepare, train, score, notebook, report, drift, review, model, audit, keys, sign, repro):
+    for command in (study, prepare, train, score, notebook, report, drift, review, model, audit, keys, sign, repro,
+                    serve, predictions, outcomes, metrics, monitor):
         main.add_command(command)
 
 

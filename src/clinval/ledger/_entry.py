@@ -30,6 +30,7 @@ KINDS: frozenset[str] = frozenset(
         "key_added",
         "key_revoked",
         "recovery",
+        "prediction_batch",
     }
 )
 """Every entry kind the ledger accepts; anything else is MALFORMED."""
