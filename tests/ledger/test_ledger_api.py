@@ -94,7 +94,7 @@ def test_a_ledger_rewritten_under_a_live_writer_is_noticed(standard):
 
 
 def test_error_codes_are_documented_once_each():
-    assert len(ERROR_CODES) == len(set(ERROR_CODES)) == 14
+    assert len(ERROR_CODES) == len(set(ERROR_CODES)) == 16
     assert all(meaning and len(meaning) < 100 for meaning in ERROR_CODES.values())
 
 
@@ -120,11 +120,13 @@ def test_deep_verify_skips_replaced_outputs_but_requires_current_and_promoted_on
 
     ledger = Ledger(path=tmp_path / "audit" / "ledger.jsonl")
     pipeline = Signer.ephemeral(user_id="pipeline", printed_name="clinval pipeline")
-    register_key(ledger, signer=pipeline)
+    register_key(ledger, signer=pipeline, role="machine")
+    bob = Signer.ephemeral(user_id="bob", printed_name="Bob Jones")
+    register_key(ledger, signer=bob)
     ledger.append(kind="pipeline_run", body={"outputs": [write("reports/old.html", "run 1")]}, signer=pipeline)
     ledger.append(kind="retrain", body={"candidate_id": "c1", "model_file": write("models/c1.bin", "c1")}, signer=pipeline)
     ledger.append(kind="retrain", body={"candidate_id": "c2", "model_file": write("models/c2.bin", "c2")}, signer=pipeline)
-    ledger.append(kind="model_version", body={"candidate_id": "c2", "model_file": write("models/c2.bin", "c2")}, signer=pipeline)
+    ledger.append(kind="model_version", body={"candidate_id": "c2", "model_file": write("models/c2.bin", "c2")}, signer=bob)
     ledger.append(kind="pipeline_run", body={"outputs": [write("reports/new.html", "run 2")]}, signer=pipeline)
 
     (tmp_path / "reports" / "old.html").unlink()   # replaced by run 2

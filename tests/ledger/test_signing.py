@@ -36,7 +36,7 @@ def people(ledger):
         for name in ("pipeline", "alice", "bob")
     }
     for signer in signers.values():
-        register_key(ledger, signer=signer)
+        register_key(ledger, signer=signer, role="machine" if signer.user_id == "pipeline" else "person")
     return signers
 
 
