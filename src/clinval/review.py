@@ -56,8 +56,6 @@ MANIFEST = "manifest.json"
 DECISION_VERBS = {"approve": "approved", "reject": "rejected"}
 """CLI verb -> e-signature meaning."""
 
-_ALERT_FIELDS = ("id", "kind", "trigger", "period", "summary", "modification", "n_records", "queue_file", "evidence")
-
 
 def alerts_from_records(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
     """Every alert in the given JSON evidence records, with the record it came from."""

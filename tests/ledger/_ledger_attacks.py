@@ -249,12 +249,15 @@ def delete_file(s, *, path: str) -> None:
 
 
 @attack
-def esign_raw(s, *, signer: str, target_seq: int, meaning: str = "approved", reason: str = "signed") -> None:
-    """An e-signature appended without the writer's rules (any meaning, any reason text)."""
+def esign_raw(
+    s, *, signer: str, target_seq: int, meaning: str = "approved", reason: str = "signed",
+    printed_name: str | None = None,
+) -> None:
+    """An e-signature appended without the writer's rules (any meaning, reason or name)."""
     target = s.lines()[target_seq]
     body = {
         "meaning": meaning,
-        "printed_name": s.signers[signer].printed_name,
+        "printed_name": printed_name or s.signers[signer].printed_name,
         "reason": reason,
         "target": {"seq": target_seq, "sha256": sha256_hex(target)},
     }

@@ -14,7 +14,6 @@ with a control character in it).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path

@@ -141,3 +141,39 @@ def test_deep_verify_skips_replaced_outputs_but_requires_current_and_promoted_on
     (tmp_path / "models" / "c2.bin").unlink()      # the promoted model
     result = verify(ledger.path, deep=True, root=tmp_path)
     assert not result.ok and result.code == "DIGEST_MISMATCH" and "models/c2.bin" in result.message
+
+
+def test_readers_of_a_missing_ledger_leave_nothing_behind(tmp_path):
+    from clinval.ledger import Ledger
+
+    ledger = Ledger(path=tmp_path / "audit" / "ledger.jsonl", checkpoint_dir=tmp_path / "audit" / "checkpoints")
+    assert (list(ledger.entries()), ledger.registered_keys(), len(ledger)) == ([], [], 0)
+    assert verify(ledger.path).ok and not (tmp_path / "audit").exists()
+
+
+def test_check_excerpt_applies_every_rule_lines_can_show_alone(standard):
+    from clinval.ledger import ErrorCode, LedgerError, check_excerpt
+    from clinval.ledger._entry import seal
+
+    lines = standard.lines()
+    excerpt = check_excerpt([lines[0], lines[4], lines[1], lines[6]])  # any order
+    assert sorted(excerpt.entries) == [0, 1, 4, 6]
+    assert excerpt.signer(excerpt.entries[6]).user_id == "alice" and excerpt.keys[standard.signers["pipeline"].key_id].role == "machine"
+
+    def refused(candidate_lines) -> tuple:
+        with pytest.raises(LedgerError) as error:
+            check_excerpt(candidate_lines)
+        return error.value.code, error.value.seq
+
+    assert refused([lines[0], lines[4], lines[6]]) == (ErrorCode.UNKNOWN_KEY, 6)  # alice's key line is missing
+    edited = lines[6].replace(b"drift confirmed", b"drift rejected!")
+    assert refused([lines[0], lines[4], lines[1], edited]) == (ErrorCode.BAD_SIGNATURE, 6)
+    other_alert = lines[4].replace(b'"period":"1990"', b'"period":"1991"')
+    assert refused([lines[0], other_alert, lines[1], lines[6]])[0] == ErrorCode.BAD_SIGNATURE
+    pipeline = standard.signers["pipeline"]
+    machine_esig = json.loads(lines[6])
+    machine_esig.update(actor="pipeline", key=pipeline.key_id)
+    machine_esig["body"]["printed_name"] = pipeline.printed_name
+    machine_esig.pop("sig")
+    assert refused([lines[0], lines[4], seal(machine_esig, pipeline.sign)]) == (ErrorCode.UNAUTHORIZED, 6)
+    assert refused([b"[" * 100_000 + b"]" * 100_000])[0] == ErrorCode.NOT_CANONICAL

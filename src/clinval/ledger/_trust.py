@@ -28,7 +28,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -45,6 +45,7 @@ from clinval.ledger._encoding import (
     sha256_hex,
     utc_now,
 )
+from clinval.ledger._checkpoint import KeySigner
 from clinval.ledger._entry import ACTOR_PATTERN, KEY_ID_PATTERN, SIGNATURE_BYTES
 from clinval.ledger._errors import ErrorCode, LedgerError
 
@@ -57,14 +58,6 @@ WITNESS_DOMAIN = b"clinval-ledger-witness-v1\n"
 MSG_UNREADABLE = "trust root {path} cannot be read: {reason}"
 MSG_SHAPE = "trust root {path} is not a trust root: {reason}"
 MSG_COSIGNATURE = "trust root {path}: the cosignature by key {key} on head {size} does not verify"
-
-
-class _Signs(Protocol):
-    user_id: str
-    key_id: str
-    public_key: bytes
-
-    def sign(self, message: bytes) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -120,7 +113,7 @@ def _witness_message(*, genesis_key: str, size: int, head: str, key: str, time: 
     return WITNESS_DOMAIN + canonical(statement)
 
 
-def cosign(*, genesis_key: str, size: int, head: str, signer: _Signs) -> tuple[Witness, Cosignature]:
+def cosign(*, genesis_key: str, size: int, head: str, signer: KeySigner) -> tuple[Witness, Cosignature]:
     """Sign that the ledger starting from ``genesis_key`` had ``size`` entries ending in ``head``."""
     time = utc_now()
     message = _witness_message(genesis_key=genesis_key, size=size, head=head, key=signer.key_id, time=time)
