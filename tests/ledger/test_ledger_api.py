@@ -177,3 +177,18 @@ def test_check_excerpt_applies_every_rule_lines_can_show_alone(standard):
     machine_esig.pop("sig")
     assert refused([lines[0], lines[4], seal(machine_esig, pipeline.sign)]) == (ErrorCode.UNAUTHORIZED, 6)
     assert refused([b"[" * 100_000 + b"]" * 100_000])[0] == ErrorCode.NOT_CANONICAL
+
+
+def test_a_trust_root_typed_from_a_report_pins_genesis_and_head(standard, tmp_path):
+    pinned = verify(standard.path)
+    trust = tmp_path / "from-the-report.json"
+    root = {"format": "clinval-trust-root-v1", "genesis_key": pinned.genesis_key,
+            "heads": [{"size": 6, "head": standard.ledger.find()[5].digest}]}
+    trust.write_text(json.dumps(root, indent=4))  # typed by hand: any JSON spelling
+    assert verify(standard.path, trust=trust).ok
+    root["heads"][0]["head"] = standard.ledger.find()[4].digest
+    trust.write_text(json.dumps(root))
+    result = verify(standard.path, trust=trust)
+    assert (result.code, result.seq) == (ErrorCode.INCONSISTENT, 5)
+    trust.write_text("{not json")
+    assert verify(standard.path, trust=trust).code == ErrorCode.BAD_CHECKPOINT

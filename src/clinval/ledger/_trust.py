@@ -24,6 +24,7 @@ registered in the ledger: a rebuilt ledger cannot mint one.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,13 +36,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from clinval.ledger._encoding import (
     HEX64,
-    NotCanonical,
     b64decode_exact,
     b64encode,
     canonical,
     is_utc_time,
     key_fingerprint,
-    parse_canonical,
     sha256_hex,
     utc_now,
 )
@@ -132,11 +131,13 @@ def read_trust_root(path: str | os.PathLike[str]) -> TrustRoot:
     """
     path = Path(path)
     try:
-        value = parse_canonical(path.read_bytes().removesuffix(b"\n"))
+        # Any JSON spelling: a reviewer may type one from a submitted report; what is
+        # signed (a cosignature) is recomputed canonically.
+        value = json.loads(path.read_bytes())
     except OSError as exc:
         raise LedgerError(MSG_UNREADABLE.format(path=path, reason=exc.strerror), code=ErrorCode.BAD_CHECKPOINT) from None
-    except NotCanonical as exc:
-        raise LedgerError(MSG_SHAPE.format(path=path, reason=exc), code=ErrorCode.BAD_CHECKPOINT) from None
+    except (ValueError, RecursionError) as exc:
+        raise LedgerError(MSG_SHAPE.format(path=path, reason=f"not JSON ({exc})"), code=ErrorCode.BAD_CHECKPOINT) from None
     try:
         root = _parse(value)
     except (KeyError, TypeError, ValueError) as exc:
