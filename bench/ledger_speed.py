@@ -48,7 +48,7 @@ def ed25519_verify_rate(seconds: float = 1.0) -> float:
 def bench_appends(directory: Path, appends: int) -> float:
     ledger = Ledger(path=directory / "appends.jsonl", checkpoint_dir=directory / "checkpoints")
     signer = Signer.ephemeral(user_id="pipeline", printed_name="clinval pipeline")
-    register_key(ledger, signer=signer)
+    register_key(ledger, signer=signer, role="machine")
     start = time.perf_counter()
     for n in range(appends):
         ledger.append(kind="pipeline_run", body={**BODY, "n": n}, signer=signer)
@@ -58,7 +58,7 @@ def bench_appends(directory: Path, appends: int) -> float:
 def build_ledger(path: Path, entries: int) -> None:
     """Write a valid ledger of ``entries`` entries without per-entry fsync (setup only)."""
     signer = Signer.ephemeral(user_id="pipeline", printed_name="clinval pipeline")
-    register_key(Ledger(path=path), signer=signer)
+    register_key(Ledger(path=path), signer=signer, role="machine")
     last = path.read_bytes().rstrip(b"\n")
     with open(path, "ab") as handle:
         for seq in range(1, entries):

@@ -80,7 +80,7 @@ def _touch(root: Path, relative: str, data: bytes) -> None:
 
 
 def build_workbench(root: Path, *, criteria=CRITERIA_PASSING, promote: bool = True, candidate: bool = True,
-                    promoter: str = "bob") -> Workbench:
+                    promoter: str = "bob", approvals: list | None = None) -> Workbench:
     """Records 01-03 with two alerts; alice approves one; 04 holds a candidate for it; bob promotes it."""
     (root / "reports").mkdir(parents=True)
     _touch(root, "dvc.lock", b"schema: '2.0'\nstages: {}\n")
@@ -96,8 +96,8 @@ def build_workbench(root: Path, *, criteria=CRITERIA_PASSING, promote: bool = Tr
     record_run(ledger, signer=signers["pipeline"], root=root)
     register_key(ledger, signer=signers["alice"])
     register_key(ledger, signer=signers["bob"])
-    review.decide(ledger=ledger, signer=signers["alice"], alert=ALERT, decision="approved",
-                  reason="O/E confirmed on chart review", approvals_dir=root / "audit" / "approvals")
+    approval = review.decide(ledger=ledger, signer=signers["alice"], alert=ALERT, decision="approved",
+                             reason="O/E confirmed on chart review", approvals_dir=root / "audit" / "approvals")
     if not candidate:
         return Workbench(root, ledger, signers)
     passed = all(c["passed"] for c in criteria)
@@ -107,7 +107,9 @@ def build_workbench(root: Path, *, criteria=CRITERIA_PASSING, promote: bool = Tr
         root, "04_revalidation",
         inputs={"params/pccp.yaml": hashlib.sha256(PLAN_FILE.read_bytes()).hexdigest()},
         candidates=[{"id": CANDIDATE_ID, "modification": "recalibration", "alert_ids": [ALERT["id"]],
-                     "approved_by": ["alice"], "model_file": model_file, "training_data_digest": "d" * 64,
+                     "approved_by": ["alice"], "approvals": [approval.reference()] if approvals is None else approvals,
+                     "plan_sha256": hashlib.sha256(PLAN_FILE.read_bytes()).hexdigest(),
+                     "model_file": model_file, "training_data_digest": "d" * 64,
                      "training_periods": ["1991", "1992"], "sequestered_periods": ["1993"],
                      "decision": "promote" if passed else "reject", "reasons": [], "criteria": criteria,
                      "report": "reports/04_revalidation.html"}],
@@ -124,7 +126,7 @@ def build_workbench(root: Path, *, criteria=CRITERIA_PASSING, promote: bool = Tr
             "candidate_id": CANDIDATE_ID, "modification": "recalibration",
             "model_file": retrain.body["model_file"], "training_data_digest": "d" * 64,
             "validation_report": retrain.body["report"], "retraining_approved_by": ["alice"],
-            "promoted_by": promoter, "promotion_esig_seq": signature.seq,
+            "promoted_by": promoter, "promotion_esig_seq": signature.seq, "retrain_seq": retrain.seq,
             "criteria": [c["criterion"] for c in criteria]})
     return Workbench(root, ledger, signers)
 
@@ -157,8 +159,8 @@ def test_traceability_of_a_promoted_candidate_names_results_digest_and_both_sign
     assert CANDIDATE_ID in first and "2.1 Data management" in first and "conforms to the plan" in first
     approval = bench.ledger.find(kind="esig", printed_name="Alice Smith")[-1]
     promotion = bench.ledger.find(kind="esig", printed_name="Bob Jones")[-1]
-    assert f"APPROVED by Alice Smith (alice), {approval.time} (UTC), ledger seq {approval.seq}" in first
-    assert f"APPROVED by Bob Jones (bob), {promotion.time} (UTC), ledger seq {promotion.seq}" in first
+    assert f"APPROVED by Alice Smith (alice, key {approval.key}), {approval.time} (UTC), ledger seq {approval.seq}" in first
+    assert f"APPROVED by Bob Jones (bob, key {promotion.key}), {promotion.time} (UTC), ledger seq {promotion.seq}" in first
     for criterion in CRITERIA_PASSING:
         [row] = [r for r in rows if f"{criterion['criterion']}: {criterion['requirement']}" in r]
         assert f"{criterion['result']} PASSED" in row
@@ -168,9 +170,11 @@ def test_traceability_of_a_promoted_candidate_names_results_digest_and_both_sign
     assert f"reports/04_revalidation.html {digest} bound at ledger seq {retrain.seq}; the current file matches" in first
     [update] = [r for r in rows if "2.4 Update procedures" in r]
     version = bench.ledger.find(kind="model_version")[-1]
-    assert f"promoted at seq {version.seq} by bob (retraining approved by alice)" in update and "PASSED" in update
+    bob = f"Bob Jones (bob, key {promotion.key})"
+    assert f"promoted at seq {version.seq} by {bob} (retraining approved by alice)" in update and "PASSED" in update
     [retraining] = [r for r in rows if "2.2 Re-training" in r]
-    assert f"retraining for alert {ALERT['id']} approved by a signed decision APPROVED by Alice Smith PASSED" in retraining
+    alice = f"Alice Smith (alice, key {approval.key})"
+    assert f"retraining for alert {ALERT['id']} approved by a signed decision APPROVED by {alice} PASSED" in retraining
     assert NOT_VERIFIED not in result.path.read_text()
 
 
@@ -180,6 +184,47 @@ def test_an_evidence_record_changed_since_the_ledger_bound_it_is_flagged(tmp_pat
     rows = _trace_rows(_soup(bench.write().path))
     retrain = bench.ledger.find(kind="retrain", candidate_id=CANDIDATE_ID)[-1]
     assert f"bound at ledger seq {retrain.seq}; the current file differs" in rows[0]
+
+
+def test_verdicts_come_from_the_ledger_not_from_the_revalidation_record(tmp_path):
+    # issue 10.2: a record edited after `clinval audit record` changes no verdict
+    bench = build_workbench(tmp_path, criteria=[*CRITERIA_PASSING[:2], O_E_FAILING])
+    path = bench.reports / "04_revalidation.json"
+    record = json.loads(path.read_text())
+    record["candidates"][0].update(decision="promote", criteria=[{**c, "passed": True} for c in CRITERIA_PASSING])
+    path.write_text(json.dumps(record))
+    rows = _trace_rows(_soup(bench.write().path))
+    [row] = [r for r in rows if "observed/expected: 95% CI of O/E includes 1" in r]
+    assert "0.739 (95% CI 0.584 to 0.935) NOT MET" in row
+    [update] = [r for r in rows if "2.4 Update procedures" in r]
+    assert "not promoted (failed: observed/expected)" in update
+
+
+def test_a_candidate_naming_an_approval_that_is_not_in_the_ledger_was_not_approved(tmp_path):
+    forged = {"alert_id": ALERT["id"], "seq": 2, "sha256": "0" * 64}
+    bench = build_workbench(tmp_path, approvals=[forged], promote=False)
+    [retraining] = [r for r in _trace_rows(_soup(bench.write().path)) if "2.2 Re-training" in r]
+    assert "NOT_IN_LEDGER" in retraining and "NOT MET" in retraining and "PASSED" not in retraining
+
+
+def test_the_report_pins_the_ledger_it_was_made_from(tmp_path):
+    bench = build_workbench(tmp_path)
+    result = verify(bench.ledger.path)
+    text = _text(_soup(bench.write().path))
+    assert (f"made from the audit ledger with {result.size} entries, head {result.head} and genesis key "
+            f"{result.genesis_key}") in text
+
+
+def test_a_ledger_that_does_not_start_from_the_pinned_genesis_key_is_flagged(tmp_path):
+    from clinval.ledger import TrustRoot, write_trust_root
+
+    bench = build_workbench(tmp_path)
+    trust = write_trust_root(tmp_path / "trust.json", TrustRoot(genesis_key="0" * 32))
+    plan = plan_from_params(yaml.safe_load(PLAN_FILE.read_text()))
+    result = write_pccp_report(plan=plan, ledger=bench.ledger, reports_dir=bench.reports, out=tmp_path / "p.html",
+                               trust=trust)
+    assert result.verification.code == "UNTRUSTED_ROOT"
+    assert "FAILED VERIFICATION: UNTRUSTED_ROOT at seq 0" in _text(_soup(result.path))
 
 
 def test_a_rejected_candidate_is_traced_as_not_met_and_not_promoted(tmp_path):
@@ -196,7 +241,8 @@ def test_a_promotion_by_the_person_who_approved_the_retraining_breaks_the_two_pe
     # `clinval model promote` refuses this; a ledger written another way must not pass as compliant.
     bench = build_workbench(tmp_path, promoter="alice")
     [update] = [r for r in _trace_rows(_soup(bench.write().path)) if "2.4 Update procedures" in r]
-    assert "by alice (retraining approved by alice)" in update and "NOT MET" in update
+    alice = f"Alice Smith (alice, key {bench.signers['alice'].key_id})"
+    assert f"by {alice} (retraining approved by alice)" in update and "SAME_PERSON" in update and "NOT MET" in update
 
 
 def test_a_candidate_meeting_every_criterion_without_promotion_awaits_the_second_signature(tmp_path):
@@ -223,7 +269,8 @@ def _truncate(bench: Workbench) -> None:
 
 @pytest.mark.parametrize(("tamper", "in_trace"), [
     (_edit_printed_name,
-     f"APPROVED by Mallory (alice), {{time}} (UTC), ledger seq {{seq}}: O/E confirmed on chart review [{NOT_VERIFIED}]"),
+     f"APPROVED by Mallory (alice, key {{key}}), {{time}} (UTC), ledger seq {{seq}}: O/E confirmed on chart review "
+     f"[{NOT_VERIFIED}]"),
     (_remove_line, f"[{NOT_VERIFIED}]"),
     # The checkpoint vouches for the cut entries; what remains shows no promotion.
     (_truncate, "awaiting a second person's promotion signature"),
@@ -242,7 +289,7 @@ def test_a_tampered_ledger_is_reported_at_the_top_and_still_rendered(tmp_path, t
     assert f"FAILED VERIFICATION: {expected.code} at seq {expected.seq}" in _text(banner)
     assert _trace_rows(soup), "the report still renders what it can"
     trace = " ".join(_trace_rows(soup))
-    assert in_trace.format(time=approval.time, seq=approval.seq) in trace
+    assert in_trace.format(time=approval.time, seq=approval.seq, key=approval.key) in trace
 
 
 def test_signatures_after_the_first_bad_entry_are_marked_and_not_counted_as_approval(tmp_path):
@@ -250,7 +297,8 @@ def test_signatures_after_the_first_bad_entry_are_marked_and_not_counted_as_appr
     _edit_printed_name(bench)
     rows = _trace_rows(_soup(bench.write().path))
     [retraining] = [r for r in rows if "2.2 Re-training" in r]
-    assert f"APPROVED by Mallory [{NOT_VERIFIED}] NOT MET" in retraining
+    key = bench.signers["alice"].key_id
+    assert f"APPROVED by Mallory (alice, key {key}) [{NOT_VERIFIED}] NOT MET" in retraining
     [update] = [r for r in rows if "2.4 Update procedures" in r]
     assert "NOT MET" in update
 
@@ -263,8 +311,8 @@ def test_sign_off_page_reuses_the_ledger_signoff_with_printed_name_time_and_mean
     heading = signoff.find("h2", string="Signatures")
     rows = [[_text(td) for td in tr.find_all("td")] for tr in heading.find_next("table").find_all("tr")[1:]]
     esigs = [e for e in bench.ledger.entries() if e.kind == "esig"]
-    assert [(r[0], r[1], r[3], r[4]) for r in rows] == [
-        (str(e.seq), e.body["printed_name"], e.time, e.body["meaning"].upper()) for e in esigs]
+    assert [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows] == [
+        (str(e.seq), e.body["printed_name"], e.actor, e.key, e.time, e.body["meaning"].upper()) for e in esigs]
     assert signoff.find("table", class_="wet") is not None, "room for signatures on paper"
 
 
@@ -285,7 +333,7 @@ def test_alerts_show_their_decision_or_that_they_are_open(tmp_path):
     soup = _soup(build_workbench(tmp_path).write().path)
     table = soup.find("caption", string="Alerts and decisions").find_parent("table")
     rows = {_text(tr.find("td")): _text(tr) for tr in table.find("tbody").find_all("tr")}
-    assert "APPROVED by Alice Smith (alice)" in rows[ALERT["id"]]
+    assert "APPROVED by Alice Smith (alice, key " in rows[ALERT["id"]]
     assert "OPEN: no signed decision" in rows[OPEN_ALERT["id"]]
 
 
@@ -296,7 +344,8 @@ def test_an_approval_file_that_fails_its_check_is_flagged(tmp_path):
     approval["decision"] = "rejected"
     path.write_text(json.dumps(approval))
     text = _text(_soup(bench.write().path))
-    assert f"Approval file for {ALERT['id']}: approval {ALERT['id']}: the signature's meaning is not 'rejected'" in text
+    assert (f"Approval file for {ALERT['id']}: MALFORMED: approval {ALERT['id']}: the signature's meaning is not "
+            "'rejected'") in text
 
 
 def test_a_plan_other_than_the_one_the_revalidation_applied_is_flagged(tmp_path):
@@ -327,7 +376,7 @@ def test_an_approved_alert_without_a_candidate_yet(tmp_path):
     bench = build_workbench(tmp_path, candidate=False)
     text = _text(_soup(bench.write().path))
     assert "No modification to trace: no candidate model was built." in text
-    assert "APPROVED by Alice Smith (alice)" in text
+    assert "APPROVED by Alice Smith (alice, key " in text
 
 
 def test_a_refused_modification_and_a_promotion_no_longer_in_the_records_are_both_reported(tmp_path):
@@ -337,8 +386,9 @@ def test_a_refused_modification_and_a_promotion_no_longer_in_the_records_are_bot
     text = _text(_soup(bench.write().path))
     version = bench.ledger.find(kind="model_version")[-1]
     assert f"Modifications refused under the plan alert why no candidate was built {ALERT['id']} {reason}" in text
-    assert (f"{CANDIDATE_ID} recalibration — — PROMOTE: met every acceptance criterion when promoted "
-            f"(built at seq") in text and f"promoted (seq {version.seq})" in text
+    retrain = bench.ledger.find(kind="retrain", candidate_id=CANDIDATE_ID)[-1]
+    assert (f"{CANDIDATE_ID} recalibration {ALERT['id']} 1991, 1992 PROMOTE (recorded at seq {retrain.seq}) "
+            f"promoted (seq {version.seq})") in text
 
 
 def test_a_revalidation_record_without_refusals_shows_no_refusal_table(tmp_path):

@@ -132,6 +132,7 @@ def collect_records(reports_dir: str | os.PathLike) -> list[dict]:
     records = []
     for path in sorted(reports_dir.glob("[0-9][0-9]_*.json")):
         record = json.loads(path.read_text())
+        record.setdefault("record", path.stem)  # a record without its name is still listed
         page = path.with_suffix(".html")
         record["_json"] = path.name
         record["_html"] = page.name if page.exists() else None
@@ -386,21 +387,30 @@ class PccpReport:
 
 
 class _Trail:
-    """The ledger entries a report needs, and whether each can be trusted."""
+    """The ledger as the report shows it, and the gate that judges it.
+
+    Every entry readable is shown; only verified entries (before the first problem)
+    count for a verdict, through :class:`clinval.gate.GateLedger`.
+    """
 
     def __init__(self, entries: Sequence[Entry], verification: VerifyResult) -> None:
+        from clinval.gate import GateLedger
+
         self.entries = list(entries)
         self.verification = verification
+        self.gate = GateLedger(e for e in self.entries if verification.trusted(e.seq))
 
     def trusted(self, entry: Entry) -> bool:
         """Verified: read by :func:`verify`, and before its first bad seq if it failed."""
-        v = self.verification
-        return entry.seq < v.size and (v.ok or (v.seq is not None and entry.seq < v.seq))
+        return self.verification.trusted(entry.seq)
 
     def latest(self, kinds: Iterable[str], **match: Any) -> Entry | None:
         kinds = set(kinds)
         found = [e for e in self.entries if e.kind in kinds and all(e.body.get(k) == v for k, v in match.items())]
         return found[-1] if found else None
+
+    def by_seq(self, seq: Any) -> Entry | None:
+        return next((e for e in self.entries if e.seq == seq), None)
 
     def signatures_on(self, *, seq: int | None = None, path: str | None = None, sha256: str | None = None) -> list[Entry]:
         """E-signatures whose target is entry ``seq``, or file ``path`` with digest ``sha256``."""
@@ -412,18 +422,39 @@ class _Trail:
                 out.append(e)
         return out
 
+    def decisions(self, alert_id: str) -> list[Entry]:
+        """The decision signatures shown for an alert: every one on its latest entry."""
+        entry = self.latest(["drift_alert", "fairness_alert"], alert_id=alert_id)
+        if entry is None:
+            return []
+        return [s for s in self.signatures_on(seq=entry.seq) if s.body.get("meaning") in ("approved", "rejected")]
+
+    def signer(self, entry: Entry) -> str:
+        """Printed name, user id and key of an e-signature's signer."""
+        from clinval.signoff import signer_text
+
+        return signer_text(entry.body.get("printed_name"), entry.actor, entry.key)
+
     def signature_text(self, entry: Entry) -> str:
         body = entry.body
-        text = (f"{str(body.get('meaning')).upper()} by {body.get('printed_name')} ({entry.actor}), "
+        text = (f"{str(body.get('meaning')).upper()} by {self.signer(entry)}, "
                 f"{entry.time} (UTC), ledger seq {entry.seq}: {body.get('reason')}")
         return text if self.trusted(entry) else f"{text} [{NOT_VERIFIED}]"
 
     def short_signature(self, entry: Entry) -> str:
-        text = f"{str(entry.body.get('meaning')).upper()} by {entry.body.get('printed_name')}"
+        text = f"{str(entry.body.get('meaning')).upper()} by {self.signer(entry)}"
         return text if self.trusted(entry) else f"{text} [{NOT_VERIFIED}]"
 
     def seq_text(self, entry: Entry) -> str:
         return f"seq {entry.seq}" + ("" if self.trusted(entry) else f" [{NOT_VERIFIED}]")
+
+    def candidates(self) -> list[tuple[dict[str, Any], Entry]]:
+        """Every candidate the ledger recorded: the facts of its latest ``retrain`` entry."""
+        latest: dict[str, Entry] = {}
+        for entry in self.entries:
+            if entry.kind == "retrain" and isinstance(entry.body.get("candidate_id"), str):
+                latest[entry.body["candidate_id"]] = entry
+        return [({**entry.body, "id": cid}, entry) for cid, entry in latest.items()]
 
 
 def _read_entries(ledger: Ledger) -> tuple[list[Entry], str | None]:
@@ -456,41 +487,48 @@ def write_pccp_report(
     out: str | os.PathLike = "reports/pccp_report.html",
     approvals_dir: str | os.PathLike | None = None,
     plan_file: str | os.PathLike | None = None,
+    trust: str | os.PathLike | None = None,
 ) -> PccpReport:
     """Verify the ledger, then write the PCCP report from it and the evidence records.
 
-    The report renders whatever the inputs hold: no records, no alerts, no candidates
-    or an empty ledger each give a sentence saying so. A ledger that fails verification
-    is named at the top in red with its code and seq, and every signature from that seq
-    on is marked NOT VERIFIED.
+    Every verdict (a decision, a two-person promotion, a criterion PASSED) is decided from
+    the verified ledger with the rules of :mod:`clinval.gate`; records only add the
+    numbers shown next to them, with whether they still match the digest the ledger
+    bound. The report renders whatever the inputs hold: no records, no alerts, no
+    candidates or an empty ledger each give a sentence saying so. A ledger that fails
+    verification is named at the top in red with its code and seq, and every signature
+    from that seq on is marked NOT VERIFIED and counts for nothing. The ledger's size,
+    head and genesis key are printed, so the submitted report pins the ledger it came from.
 
     Parameters
     ----------
     plan : ChangeControlPlan
         The plan (:func:`clinval.pccp.plan_from_params`).
     ledger : Ledger
-        The audit ledger; its checkpoint (``checkpoint_dir/latest.json``), when present,
-        is checked too.
+        The audit ledger; its checkpoint (``checkpoint_path``), when present, is checked too.
     reports_dir : path
         The evidence records.
     out : path
         The report to write.
     approvals_dir : path, optional
-        Approval files (``audit/approvals``), cross-checked against the ledger.
+        The approval cache (``audit/approvals``), compared with the ledger.
     plan_file : path, optional
-        The file ``plan`` was read from; its SHA-256 is shown and compared with the
-        plan the revalidation record applied.
+        The file ``plan`` was read from; its SHA-256 is shown, compared with the plan the
+        revalidation record applied, and must equal a candidate's recorded plan digest
+        for ``plan`` to say which trigger allows which modification.
+    trust : path, optional
+        A trust root kept off-system (``clinval audit witness``), checked too.
 
     Returns
     -------
     PccpReport
     """
     from clinval.ledger import verify
-    from clinval.ledger._checkpoint import CHECKPOINT_FILE
     from clinval.review import read_approvals
 
-    checkpoint = ledger.checkpoint_dir / CHECKPOINT_FILE if ledger.checkpoint_dir is not None else None
-    verification = verify(ledger.path, checkpoint=checkpoint if checkpoint is not None and checkpoint.exists() else None)
+    checkpoint = ledger.checkpoint_path
+    verification = verify(ledger.path, checkpoint=checkpoint if checkpoint is not None and checkpoint.exists() else None,
+                          trust=trust)
     entries, entries_problem = _read_entries(ledger)
     keys, keys_problem = _read_keys(ledger)
     records = collect_records(reports_dir)
@@ -504,9 +542,9 @@ def write_pccp_report(
         _banners(verification, problems),
         _overview(plan, records, trail, plan_file, plan_sha256),
         _description_of_modifications(plan, records, trail),
-        _modification_protocol(plan, records, trail, approvals),
+        _modification_protocol(plan, records, trail, approvals, plan_sha256),
         _impact_assessment(records, trail),
-        _traceability(plan, records, trail),
+        _traceability(plan, records, trail, plan_sha256),
         _signoff(trail, keys),
     ])
     return PccpReport(path=atomic_write_text(out, page), verification=verification)
@@ -550,25 +588,40 @@ def _para(text: str, css: str = "") -> str:
 
 def _overview(plan: ChangeControlPlan, records, trail: _Trail, plan_file, plan_sha256: str | None) -> str:
     alerts = _alerts(records)
-    candidates = _candidates(records)
+    candidates = trail.candidates()
     promoted = [c for c, _ in candidates if trail.latest(["model_version"], candidate_id=c["id"])]
-    decided = [a for a in alerts if _decisions(trail, a["id"])]
+    decided = [a for a in alerts if a["id"] in trail.gate.decisions]
+    passing = [c for c, _ in candidates if not _criteria_failed(c)]
     summary = (f"Plan version {plan.version}. The evidence records raised {len(alerts)} alert(s), of which "
-               f"{len(decided)} have a signed decision; {len(candidates)} candidate model(s) were built under the plan, "
-               f"{sum(c.get('decision') == 'promote' for c, _ in candidates)} met every acceptance criterion and "
+               f"{len(decided)} have a signed decision in the verified ledger; the ledger records {len(candidates)} "
+               f"candidate model(s) built under the plan, {len(passing)} met every acceptance criterion and "
                f"{len(promoted)} were promoted.")
+    v = trail.verification
     inputs = pd.DataFrame(
         [("change control plan", str(plan_file or "not given"), plan_sha256 or "—")]
         + [(r.get("title", r["record"]), r["_json"], r["_json_sha256"]) for r in records]
         + [(r.get("title", r["record"]), r["_html"], r["_html_sha256"]) for r in records if r["_html"]]
-        + [("audit ledger", f"{trail.verification.size} entries, head", trail.verification.head or "none")],
+        + [("audit ledger", f"{v.size} entries, head", v.head or "none"),
+           ("audit ledger", "genesis key", v.genesis_key or "none")],
         columns=["input", "file", "sha256"])
+    pin = (_para(f"This report was made from the audit ledger with {v.size} entries, head {v.head} and genesis key "
+                 f"{v.genesis_key}. To check later that the ledger only grew from this state, keep this page and run "
+                 f"`clinval audit verify --trust FILE` with a trust root holding these three values "
+                 f"(`clinval audit witness` writes one; docs/ledger.md shows its form).")
+           if v.size else _para("The audit ledger is empty: there is no ledger state to pin."))
     return _section(
         "Overview", "This page reports, from the evidence records and the audit ledger, how the model was "
         "monitored and changed under its predetermined change control plan.",
         _para(summary if records else "No evidence records were found: run the pipeline (`dvc repro`) first."),
+        pin,
         html_table(inputs, caption="Inputs of this report"),
     )
+
+
+def _criteria_failed(candidate: Mapping[str, Any]) -> list[str]:
+    from clinval.gate import criteria_failed
+
+    return criteria_failed(candidate.get("criteria"))
 
 
 def _description_of_modifications(plan: ChangeControlPlan, records, trail: _Trail) -> str:
@@ -582,20 +635,19 @@ def _description_of_modifications(plan: ChangeControlPlan, records, trail: _Trai
     locked = pd.DataFrame([("features", ", ".join(plan.locked_features)), ("model family", plan.locked_model_family),
                            ("preprocessing", plan.locked_preprocessing)], columns=["locked component", "as locked"])
     made = []
-    for candidate, _ in _candidates(records):
+    for candidate, entry in trail.candidates():
         version = trail.latest(["model_version"], candidate_id=candidate["id"])
-        made.append((candidate["id"], candidate.get("modification"), ", ".join(candidate.get("alert_ids") or []),
-                     ", ".join(candidate.get("training_periods") or []), str(candidate.get("decision", "")).upper(),
+        verdict = "REJECT" if _criteria_failed(candidate) else "PROMOTE"
+        made.append((candidate["id"], candidate.get("modification"), ", ".join(candidate.get("alert_ids") or []) or "—",
+                     ", ".join(candidate.get("training_periods") or []) or "—",
+                     f"{verdict} (recorded at {trail.seq_text(entry)})",
                      f"promoted ({trail.seq_text(version)})" if version else "not promoted"))
-    in_records = {c["id"] for c, _ in _candidates(records)}
-    for entry in trail.entries:
-        if entry.kind == "retrain" and entry.body.get("candidate_id") not in in_records:
-            version = trail.latest(["model_version"], candidate_id=entry.body.get("candidate_id"))
-            decision = ("PROMOTE: met every acceptance criterion when promoted" if version
-                        else "not in the current records")
-            made.append((entry.body.get("candidate_id"), entry.body.get("modification"), "—", "—",
-                         f"{decision} (built at {trail.seq_text(entry)})",
-                         f"promoted ({trail.seq_text(version)})" if version else "not promoted"))
+    recorded = {c["id"] for c, _ in trail.candidates()}
+    for candidate, _ in _candidates(records):
+        if candidate["id"] not in recorded:
+            made.append((candidate["id"], candidate.get("modification"), ", ".join(candidate.get("alert_ids") or []),
+                         ", ".join(candidate.get("training_periods") or []),
+                         "not in the ledger yet (run `clinval audit record`)", "not promoted"))
     made_html = (html_table(pd.DataFrame(made, columns=["candidate", "modification", "for alerts", "trained on",
                                                         "decision under the plan", "deployed"]),
                             caption="Modifications made under the plan")
@@ -616,13 +668,6 @@ def _description_of_modifications(plan: ChangeControlPlan, records, trail: _Trai
     ) + "</section>"
 
 
-def _decisions(trail: _Trail, alert_id: str) -> list[Entry]:
-    entry = trail.latest(["drift_alert", "fairness_alert"], alert_id=alert_id)
-    if entry is None:
-        return []
-    return [s for s in trail.signatures_on(seq=entry.seq) if s.body.get("meaning") in ("approved", "rejected")]
-
-
 def _data_problems(plan: ChangeControlPlan, candidate: Mapping[str, Any]) -> list[str]:
     """How a candidate's training data break the plan's data management (empty if they do not)."""
     trained = set(map(str, candidate.get("training_periods") or []))
@@ -639,20 +684,21 @@ def _conformity(plan: ChangeControlPlan, candidate: Mapping[str, Any]) -> str:
     return "DOES NOT CONFORM: " + "; ".join(problems) if problems else "conforms to the plan"
 
 
-def _modification_protocol(plan: ChangeControlPlan, records, trail: _Trail, approvals: Sequence[Approval]) -> str:
+def _modification_protocol(plan: ChangeControlPlan, records, trail: _Trail, approvals: Sequence[Approval],
+                           plan_sha256: str | None) -> str:
     return "<section>" + _section(
         "2. Modification Protocol", "This section shows the methods the plan fixes in advance for making and checking "
         "each modification, and how each was followed.",
-        _data_management(plan, records), _retraining(plan, records, trail, approvals),
-        _performance_evaluation(plan, records), _update_procedures(trail)) + "</section>"
+        _data_management(plan, trail), _retraining(plan, records, trail, approvals),
+        _performance_evaluation(plan, trail), _update_procedures(trail, plan, plan_sha256)) + "</section>"
 
 
-def _data_management(plan: ChangeControlPlan, records) -> str:
+def _data_management(plan: ChangeControlPlan, trail: _Trail) -> str:
     rows = [(c["id"], ", ".join(c.get("training_periods") or []), ", ".join(c.get("sequestered_periods") or []),
-             c.get("training_data_digest"), _conformity(plan, c)) for c, _ in _candidates(records)]
+             c.get("training_data_digest"), _conformity(plan, c)) for c, _ in trail.candidates()]
     return _section(
         "2.1 Data management", "Which periods a candidate may be fitted on, which are held back for its evaluation, "
-        "and the data each candidate actually used.",
+        "and the data each candidate actually used, as the ledger recorded it.",
         _para(f"Training periods: {', '.join(plan.training_periods)}. Sequestered for evaluation, never for training: "
               f"{', '.join(plan.sequestered_periods)}."),
         html_table(pd.DataFrame(rows, columns=["candidate", "trained on", "evaluated on", "training data sha256",
@@ -661,16 +707,23 @@ def _data_management(plan: ChangeControlPlan, records) -> str:
 
 
 def _retraining(plan: ChangeControlPlan, records, trail: _Trail, approvals: Sequence[Approval]) -> str:
-    from clinval.review import ledger_problem
+    from clinval.review import check_approval
 
     triggers = pd.DataFrame([(t.name, t.source, t.description, t.modification or "review only")
                              for t in plan.triggers.values()], columns=["trigger", "source", "fires when", "leads to"])
     alerts = [(a["id"], a.get("record"), a.get("period"), a.get("summary"), a.get("modification") or "review only",
-               "; ".join(trail.signature_text(d) for d in _decisions(trail, a["id"])) or "OPEN: no signed decision")
+               "; ".join(trail.signature_text(d) for d in trail.decisions(a["id"])) or "OPEN: no signed decision")
               for a in _alerts(records)]
-    in_ledger = {e.line.decode() for e in trail.entries if e.kind == "esig"}
-    problems = [(a.alert_id, ledger_problem(a, ledger_esigs=in_ledger)) for a in approvals]
-    notes = [MSG_APPROVAL_BAD.format(alert=alert, problem=problem) for alert, problem in problems if problem]
+    notes = []
+    for approval in approvals:
+        problem = check_approval(approval)
+        backed = trail.gate.decisions.get(approval.alert_id)
+        if problem is not None:
+            notes.append(MSG_APPROVAL_BAD.format(alert=approval.alert_id, problem=problem))
+        elif backed is None or backed.lines != approval.lines:
+            notes.append(MSG_APPROVAL_BAD.format(alert=approval.alert_id, problem=(
+                "it is not the decision the verified ledger holds; it counts for nothing "
+                "(`clinval review sync` rebuilds the cache from the ledger)")))
     return _section(
         "2.2 Re-training", "The events that open an alert, and the signed decision a person made on each alert: "
         "a candidate is retrained only for an approved alert, and only with the modification its trigger allows.",
@@ -682,35 +735,46 @@ def _retraining(plan: ChangeControlPlan, records, trail: _Trail, approvals: Sequ
         level=3)
 
 
-def _performance_evaluation(plan: ChangeControlPlan, records) -> str:
+def _performance_evaluation(plan: ChangeControlPlan, trail: _Trail) -> str:
     from clinval.pccp import plan_summary
 
     summary = plan_summary(plan)
     criteria = summary[summary["section"] == "acceptance criterion"][["item", "plan"]].rename(
         columns={"item": "criterion", "plan": "requirement (from the plan)"})
     results = [html_table(pd.DataFrame(c.get("criteria") or [], columns=["criterion", "requirement", "result", "passed"]),
-                          caption=f"{c['id']}: {str(c.get('decision', '')).upper()}") for c, _ in _candidates(records)]
+                          caption=f"{c['id']}: {'REJECT' if _criteria_failed(c) else 'PROMOTE'} "
+                                  f"(ledger {trail.seq_text(entry)})") for c, entry in trail.candidates()]
     return _section(
         "2.3 Performance evaluation", "The acceptance criteria every candidate must meet on the sequestered data, "
-        "written before any result was seen, and each candidate's results.",
+        "written before any result was seen, and each candidate's results as the ledger recorded them.",
         html_table(criteria, caption="Acceptance criteria"),
         *(results or [_para("No candidate has been evaluated.")]),
         level=3)
 
 
-def _update_procedures(trail: _Trail) -> str:
-    versions = [(e.body.get("candidate_id"), e.body.get("modification"), (e.body.get("model_file") or {}).get("sha256"),
-                 ", ".join(e.body.get("retraining_approved_by") or []), e.body.get("promoted_by"),
-                 f"{trail.seq_text(e)}, {e.time} (UTC)")
-                for e in trail.entries if e.kind == "model_version"]
+def _update_procedures(trail: _Trail, plan: ChangeControlPlan, plan_sha256: str | None) -> str:
+    versions = []
+    for e in trail.entries:
+        if e.kind != "model_version":
+            continue
+        esig = trail.by_seq(e.body.get("promotion_esig_seq"))
+        promoter = trail.signer(esig) if esig is not None else e.actor
+        verdict = trail.gate.promotion_verdict(e, plan=plan, plan_sha256=plan_sha256) if trail.trusted(e) else None
+        check = ("two people, every criterion met" if trail.trusted(e) and verdict is None
+                 else str(verdict) if verdict is not None else NOT_VERIFIED)
+        versions.append((e.body.get("candidate_id"), e.body.get("modification"),
+                         (e.body.get("model_file") or {}).get("sha256"),
+                         ", ".join(e.body.get("retraining_approved_by") or []), promoter,
+                         f"{trail.seq_text(e)}, {e.time} (UTC)", check))
     return _section(
         "2.4 Update procedures", "How a candidate replaces the locked model, and each time one did.",
-        _para("A candidate is promoted only when it meets every acceptance criterion, its retraining was approved by a "
-              "signed decision on its alert, and a different person signs the promotion (`clinval model promote`): "
-              "two people, two e-signatures. Promotion appends an e-signature on the candidate's retrain entry and a "
-              "model_version entry naming the model file, training data and validation report by SHA-256."),
+        _para("A candidate is promoted only when its retrain entry in the ledger records that it met every acceptance "
+              "criterion, its retraining was approved by a signed decision on its alert, and a different person signs "
+              "the promotion (`clinval model promote`): two people, two e-signatures. Promotion appends an "
+              "e-signature on the candidate's retrain entry and a model_version entry naming the model file, training "
+              "data, plan and validation report by SHA-256."),
         html_table(pd.DataFrame(versions, columns=["candidate", "modification", "model sha256", "retraining approved by",
-                                                   "promoted by", "ledger"]), caption="Model versions promoted")
+                                                   "promoted by", "ledger", "check"]), caption="Model versions promoted")
         if versions else _para("No candidate has been promoted: the locked model is the model in use."),
         level=3)
 
@@ -723,22 +787,26 @@ def _impact_assessment(records, trail: _Trail) -> str:
             parts.append(f"<h3>{_esc(record.get('title', record['record']))}</h3>" + _para(record.get("status", "")))
             if isinstance(findings, list):
                 parts.append("<ul>" + "".join(f"<li>{_esc(f)}</li>" for f in findings) + "</ul>")
-    for candidate, record in _candidates(records):
-        metrics = pd.DataFrame((record.get("values") or {}).get(f"metrics {candidate['id']}") or [])
-        failed = [c["criterion"] for c in candidate.get("criteria") or [] if not c.get("passed")]
+    shown = {c["id"]: r for c, r in _candidates(records)}
+    for candidate, entry in trail.candidates():
+        failed = _criteria_failed(candidate)
         version = trail.latest(["model_version"], candidate_id=candidate["id"])
-        verdict = (f"It fails {', '.join(failed) or 'the plan'}: it is not deployed and the locked model stays in use."
-                   if candidate.get("decision") != "promote" else
+        verdict = (f"It fails {', '.join(failed)}: it is not deployed and the locked model stays in use."
+                   if failed else
                    f"It meets every acceptance criterion and was promoted at ledger {trail.seq_text(version)}."
                    if version else "It meets every acceptance criterion: it may replace the locked model once a "
                    "second person signs its promotion.")
         parts.append(f"<h3>Candidate {_esc(candidate['id'])} ({_esc(candidate.get('modification'))})</h3>"
                      + _para(f"Locked model and candidate on the sequestered periods "
-                             f"{', '.join(candidate.get('sequestered_periods') or [])}. {verdict}"))
+                             f"{', '.join(candidate.get('sequestered_periods') or [])} (ledger {trail.seq_text(entry)}). "
+                             f"{verdict}"))
+        record = shown.get(candidate["id"])
+        metrics = pd.DataFrame(((record or {}).get("values") or {}).get(f"metrics {candidate['id']}") or [])
         if {"model", "metric", "value"} <= set(metrics.columns):
             parts.append(html_table(interval_view(metrics, rows="metric", columns="model"),
-                                    caption="Value (95% CI), locked model against candidate"))
-    if not _candidates(records):
+                                    caption="Value (95% CI), locked model against candidate, from the current "
+                                            "revalidation record"))
+    if not trail.candidates():
         parts.append(_para("No modification was made, so there is no change in performance to assess: the locked "
                            "model stays in use as validated."))
     return "<section>" + _section(
@@ -770,62 +838,67 @@ class _Step:
     evidence: str
 
 
-def _candidate_steps(plan: ChangeControlPlan, candidate: Mapping[str, Any], records, trail: _Trail,
-                     ) -> tuple[list[_Step], list[Entry]]:
-    """The protocol steps of one candidate, and every e-signature given on it."""
+def _candidate_steps(plan: ChangeControlPlan, candidate: Mapping[str, Any], retrain: Entry, records, trail: _Trail,
+                     plan_sha256: str | None) -> tuple[list[_Step], list[Entry]]:
+    """The protocol steps of one candidate (facts from its retrain entry), and every e-signature on it."""
     cid = candidate["id"]
-    retrain = trail.latest(["retrain"], candidate_id=cid)
+    trusted = trail.trusted(retrain)
     version = trail.latest(["model_version"], candidate_id=cid)
-    alert_entries = [e for a in candidate.get("alert_ids") or []
-                     if (e := trail.latest(["drift_alert", "fairness_alert"], alert_id=a)) is not None]
-    decisions = {e.seq: trail.signatures_on(seq=e.seq) for e in alert_entries}
-    promotions = trail.signatures_on(seq=retrain.seq) if retrain else []
-    report = retrain.body.get("report") if retrain else None
-    reviews = trail.signatures_on(path=report.get("path"), sha256=report.get("sha256")) if report else []
+    report = retrain.body.get("report")
     evidence = _evidence_cell(report, retrain, records, trail)
+    # The plan says which trigger allows which modification only if it is the plan the candidate was judged under.
+    same_plan = plan_sha256 is not None and candidate.get("plan_sha256") == plan_sha256
+    approvers, problems = trail.gate.approvers(retrain, plan=plan if same_plan else None) if trusted else ([], {})
+    approved = {a.alert_id for a in approvers}
 
-    same_data = retrain is None or retrain.body.get("training_data_digest") == candidate.get("training_data_digest")
     steps = [_Step(
         "2.1 Data management", "fitted on the plan's training periods only; sequestered periods never used",
         f"trained on {', '.join(candidate.get('training_periods') or [])}, evaluated on "
         f"{', '.join(candidate.get('sequestered_periods') or [])}: {_conformity(plan, candidate)}. Training data "
-        f"sha256 {candidate.get('training_data_digest')}" + ("" if same_data else " DIFFERS from the ledger's retrain entry"),
-        not _data_problems(plan, candidate) and same_data, evidence)]
-    for entry in alert_entries:
-        signed = decisions[entry.seq]
+        f"sha256 {candidate.get('training_data_digest')}",
+        not _data_problems(plan, candidate) and trusted, evidence)]
+    alert_entries = []
+    for alert_id in candidate.get("alert_ids") or []:
+        entry = trail.latest(["drift_alert", "fairness_alert"], alert_id=alert_id)
+        if entry is not None:
+            alert_entries.append(entry)
+        signed = trail.decisions(alert_id)
+        notes = [str(problems[alert_id])] if alert_id in problems else []
         steps.append(_Step(
-            "2.2 Re-training", f"retraining for alert {entry.body.get('alert_id')} approved by a signed decision",
-            "; ".join(trail.short_signature(s) for s in signed) or "no signed decision",
-            any(s.body.get("meaning") == "approved" and trail.trusted(s) for s in signed),
-            _evidence_cell(entry.body.get("report"), entry, records, trail)))
-    steps += [_Step("2.3 Performance evaluation", f"{c['criterion']}: {c['requirement']}", str(c["result"]),
-                    bool(c["passed"]), evidence) for c in candidate.get("criteria") or []]
-    approvers = {s.actor for signed in decisions.values() for s in signed if s.body.get("meaning") == "approved"}
+            "2.2 Re-training", f"retraining for alert {alert_id} approved by a signed decision",
+            "; ".join([*(trail.short_signature(s) for s in signed), *notes]) or "no signed decision",
+            alert_id in approved,
+            _evidence_cell(entry.body.get("report") if entry else None, entry, records, trail)))
+    steps += [_Step("2.3 Performance evaluation", f"{c.get('criterion')}: {c.get('requirement')}", str(c.get("result")),
+                    c.get("passed") is True and trusted, evidence) for c in candidate.get("criteria") or []]
+    failed = _criteria_failed(candidate)
     if version is not None:
-        promoter = version.body.get("promoted_by")
-        two_people = (promoter not in approvers and trail.trusted(version)
-                      and any(s.actor == promoter and trail.trusted(s) for s in promotions))
+        verdict = trail.gate.promotion_verdict(version, plan=plan, plan_sha256=plan_sha256) if trail.trusted(version) else None
+        esig = trail.by_seq(version.body.get("promotion_esig_seq"))
+        promoter = trail.signer(esig) if esig is not None else version.actor
         steps.append(_Step(
             "2.4 Update procedures", "promoted only after every criterion passed and a second person signed",
-            f"promoted at {trail.seq_text(version)} by {promoter} (retraining approved by {', '.join(sorted(approvers))}); "
-            f"model sha256 {(version.body.get('model_file') or {}).get('sha256')}",
-            candidate.get("decision") == "promote" and two_people,
+            f"promoted at {trail.seq_text(version)} by {promoter} (retraining approved by "
+            f"{', '.join(version.body.get('retraining_approved_by') or []) or 'nobody'}); model sha256 "
+            f"{(version.body.get('model_file') or {}).get('sha256')}" + (f". {verdict}" if verdict else ""),
+            trail.trusted(version) and verdict is None,
             _evidence_cell(version.body.get("validation_report"), version, records, trail)))
     else:
-        failed = ", ".join(c["criterion"] for c in candidate.get("criteria") or [] if not c["passed"])
         steps.append(_Step(
             "2.4 Update procedures", "promoted only after every criterion passed and a second person signed",
-            "meets every criterion; awaiting a second person's promotion signature"
-            if candidate.get("decision") == "promote"
-            else f"not promoted (failed: {failed or 'the plan'}); the locked model stays in use", None, evidence))
-    signatures = [*(s for signed in decisions.values() for s in signed), *promotions, *reviews]
-    return steps, signatures
+            "meets every criterion; awaiting a second person's promotion signature" if not failed
+            else f"not promoted (failed: {', '.join(failed)}); the locked model stays in use", None, evidence))
+    decisions = [s for entry in alert_entries for s in trail.signatures_on(seq=entry.seq)
+                 if s.body.get("meaning") in ("approved", "rejected")]
+    promotions = trail.signatures_on(seq=retrain.seq)
+    reviews = trail.signatures_on(path=report.get("path"), sha256=report.get("sha256")) if isinstance(report, Mapping) else []
+    return steps, [*decisions, *promotions, *reviews]
 
 
-def _traceability(plan: ChangeControlPlan, records, trail: _Trail) -> str:
+def _traceability(plan: ChangeControlPlan, records, trail: _Trail, plan_sha256: str | None) -> str:
     rows = []
-    for candidate, _ in _candidates(records):
-        steps, signatures = _candidate_steps(plan, candidate, records, trail)
+    for candidate, retrain in trail.candidates():
+        steps, signatures = _candidate_steps(plan, candidate, retrain, records, trail, plan_sha256)
         signed = "<br><br>".join(_esc(trail.signature_text(s)) for s in signatures) or "none yet"
         for index, step in enumerate(steps):
             verdict = ("" if step.passed is None else ' <span class="pass">PASSED</span>' if step.passed
@@ -848,17 +921,16 @@ def _traceability(plan: ChangeControlPlan, records, trail: _Trail) -> str:
     return '<section class="page">' + _section(
         "4. Traceability", "This table follows each modification from the plan's protocol section and acceptance "
         "criterion to its result, the digest of the evidence record the ledger bound it to, and the e-signatures "
-        "given on it.", table) + "</section>"
+        "given on it. Every fact in it is read from the verified ledger.", table) + "</section>"
 
 
 def _signoff(trail: _Trail, keys: Sequence[RegisteredKey]) -> str:
-    from clinval.ledger import signoff_html
+    from clinval.signoff import signoff_section
 
-    page = signoff_html(trail.entries, keys=keys, verification=trail.verification, title=SIGNOFF_TITLE)
-    body = page.split("<body>", 1)[1].rsplit("</body>", 1)[0]
+    section = signoff_section(trail.entries, keys=keys, verification=trail.verification, title=SIGNOFF_TITLE)
     wet = "".join("<tr><td></td><td></td><td></td><td></td></tr>" for _ in range(3))
     return (
-        '<section class="page signoff">' + body
+        '<section class="page signoff">' + section
         + "<h2>Signatures on paper</h2><p class=\"lead\">For a reviewer who signs this printed report; the electronic "
           "signatures above are the binding record.</p>"
           "<table class=\"wet\"><tr><th>Printed name</th><th>Signature</th><th>Date (UTC)</th>"

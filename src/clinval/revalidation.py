@@ -1,10 +1,12 @@
 """Revalidation: build the candidate the change control plan allows for each approved
 alert, and evaluate it against the plan's acceptance criteria.
 
-:func:`build_candidates` reads the signed approvals (``audit/approvals/``), checks each
-offline (:func:`clinval.review.check_approval`), refuses what the plan does not allow
-(:func:`clinval.pccp.check_modification`), and fits the allowed modification on the
-plan's training periods only:
+:func:`build_candidates` reads the approval cache (``audit/approvals/``: signed ledger
+lines), checks each offline (:func:`clinval.review.check_approval`), refuses what the plan
+does not allow (:func:`clinval.pccp.check_modification`), and fits the allowed modification
+on the plan's training periods only. Each candidate names the e-signatures it was built
+from (seq and digest) and the plan's digest, so ``clinval audit record`` can put them in
+the ledger and promotion can check them there:
 
 ``recalibration``  logistic recalibration of the locked model: ``logit(p') = a + b logit(p)``;
                    features, preprocessing and coefficients' ratios unchanged.
@@ -82,6 +84,8 @@ class Candidate:
     training_data_digest: str
     model_file: str
     details: Mapping[str, Any] = field(default_factory=dict)
+    approvals: tuple[Mapping[str, Any], ...] = ()
+    plan_sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -136,11 +140,13 @@ def build_candidates(
     locked,
     card: ModelCard,
     schema: Schema,
+    plan_sha256: str = "",
 ) -> tuple[list[tuple[Candidate, Any]], list[dict[str, str]]]:
     """Build one candidate per allowed modification that an approved alert calls for.
 
-    Returns the candidates (with their fitted models) and the refusals, each a mapping
-    ``{alert_id, reason}``: approvals that do not verify, alerts not in the current
+    ``plan_sha256`` is the digest of the plan file ``plan`` was read from; each candidate
+    carries it. Returns the candidates (with their fitted models) and the refusals, each a
+    mapping ``{alert_id, reason}``: approvals that do not verify, alerts not in the current
     run, alerts without an allowed modification, or modifications the plan refuses.
     """
     current = {a["id"]: a for a in current_alerts}
@@ -154,7 +160,7 @@ def build_candidates(
     for approval in approvals:
         problem = check_approval(approval)
         if problem:
-            refusals.append({"alert_id": approval.alert_id, "reason": problem})
+            refusals.append({"alert_id": approval.alert_id, "reason": str(problem)})
             continue
         if not approval.approved:
             continue
@@ -200,7 +206,8 @@ def build_candidates(
             approved_by=tuple(sorted({a.signer for a in approved})) or ("automatic (per plan)",),
             training_periods=tuple(plan.training_periods),
             n_train=int(len(rows)), training_data_digest=digest, model_file=f"models/candidates/{cid}/{MODEL_FILE}",
-            details=details,
+            details=details, approvals=tuple(sorted((a.reference() for a in approved), key=lambda r: r["seq"])),
+            plan_sha256=plan_sha256,
         )
         built.append((candidate, fitted))
     return built, refusals
@@ -225,7 +232,8 @@ def load_candidates(candidates_dir: str | os.PathLike) -> tuple[list[tuple[Candi
     manifest = json.loads((candidates_dir / MANIFEST).read_text())
     built = []
     for raw in manifest["candidates"]:
-        candidate = Candidate(**{**raw, **{k: tuple(raw[k]) for k in ("alert_ids", "approved_by", "training_periods")}})
+        candidate = Candidate(**{**raw, **{k: tuple(raw.get(k, ())) for k in
+                                            ("alert_ids", "approved_by", "training_periods", "approvals")}})
         built.append((candidate, joblib.load(candidates_dir / candidate.id / MODEL_FILE)))
     return built, manifest["refusals"]
 
@@ -287,6 +295,7 @@ def evaluation_record(evaluation: CandidateEvaluation, *, report: str) -> dict[s
     c = evaluation.candidate
     return {
         "id": c.id, "modification": c.modification, "alert_ids": list(c.alert_ids), "approved_by": list(c.approved_by),
+        "approvals": [dict(a) for a in c.approvals], "plan_sha256": c.plan_sha256,
         "model_file": c.model_file, "training_data_digest": c.training_data_digest,
         "training_periods": list(c.training_periods), "sequestered_periods": list(evaluation.periods),
         "decision": evaluation.decision, "reasons": evaluation.reasons(),

@@ -1,28 +1,33 @@
-"""The human review gate: the review queue, and signed approvals of alerts.
+"""The human review gate: the review queue, signed decisions on alerts, and their cache.
 
 A fired trigger (drift or fairness) is an *alert* in its evidence record's JSON. The
 ``queue`` stage pulls each alert's production records into
 ``data/review_queue/<alert-id>.parquet`` (DVC-tracked; never into ``reports/``), so a
 reviewer can look at the patients behind an aggregate on an approved workstation.
 
-A reviewer decides with ``clinval review approve|reject ALERT --reason TEXT``: an
-e-signature in the audit ledger bound to the alert's ledger entry, plus an approval file
-``audit/approvals/<alert-id>.json`` holding the alert, a copy of both signed ledger lines
-and the signer's public key. The approval files are a dependency of the ``revalidate``
-stage, which checks each one offline (:func:`check_approval`: the signature verifies with
-the key in the file and is bound to the alert's entry) without reading the growing
-ledger, so it stays a pure function of its inputs. That check proves consistency, not
-membership: a file signed by a key the ledger never registered passes it. The ledger is
-the authority: ``clinval model promote``, ``clinval report pccp`` and ``clinval audit
-verify`` accept a decision only if its signed line is in the verified ledger.
+A reviewer decides with ``clinval review approve|reject ALERT --reason TEXT``
+(:func:`decide`): the ledger is verified, then an e-signature is appended, bound to the
+alert's ledger entry. The ledger decides what counts: only a person's key may sign it, and
+the first decision on an alert is final (a second one is DUPLICATE_DECISION).
+
+``audit/approvals/<alert-id>.json`` is a **cache of the ledger**, rebuilt from the verified
+ledger by :func:`sync_approvals` (after every decision and every ``clinval audit record``;
+``clinval review sync`` by hand). Each file holds four signed ledger lines: the alert
+entry, the e-signature on it, and the ``key_added`` entries of both signers. The cache is a
+dependency of the ``revalidate`` stage, which may not read the growing ledger; it checks
+each file with :func:`check_approval`, which applies every ledger rule that holds for
+lines on their own (:func:`clinval.ledger.check_excerpt`: signatures, roles, binding). It
+cannot prove the lines are in the ledger: ``clinval model promote`` and the PCCP report
+decide from the verified ledger itself (:mod:`clinval.gate`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -31,22 +36,25 @@ import pandas as pd
 from clinval._io import atomic_directory, atomic_write_text
 
 __all__ = [
-    "DECISIONS",
+    "DECISION_VERBS",
     "Approval",
+    "GateCode",
+    "GateRefused",
+    "Refusal",
+    "SyncResult",
     "alerts_from_records",
     "check_approval",
     "decide",
-    "ledger_problem",
+    "decisions_in",
     "pull_review_queue",
     "read_approvals",
-    "write_approval",
+    "sync_approvals",
+    "trusted_entries",
 ]
 
 MANIFEST = "manifest.json"
-DECISIONS = {"approve": "approved", "reject": "rejected"}
+DECISION_VERBS = {"approve": "approved", "reject": "rejected"}
 """CLI verb -> e-signature meaning."""
-
-_ALERT_FIELDS = ("id", "kind", "trigger", "period", "summary", "modification", "n_records", "queue_file", "evidence")
 
 
 def alerts_from_records(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
@@ -84,135 +92,261 @@ def pull_review_queue(*, alerts: Sequence[Mapping[str, Any]], log: pd.DataFrame,
     return Path(out_dir)
 
 
+class GateCode(StrEnum):
+    """Stable codes of the gate's refusals (the ledger's own codes are :class:`clinval.ledger.ErrorCode`)."""
+
+    NOT_IN_LEDGER = "NOT_IN_LEDGER"
+    NOT_APPROVED = "NOT_APPROVED"
+    SAME_PERSON = "SAME_PERSON"
+    CRITERIA_FAILED = "CRITERIA_FAILED"
+    NOT_RECORDED = "NOT_RECORDED"
+    ALREADY_PROMOTED = "ALREADY_PROMOTED"
+    PLAN_CHANGED = "PLAN_CHANGED"
+    MODEL_CHANGED = "MODEL_CHANGED"
+    NOT_AN_ALERT = "NOT_AN_ALERT"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why the gate refuses something: a stable code and a sentence for a person."""
+
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class GateRefused(Exception):
+    """A refused gate operation (a decision, a promotion), carrying its :class:`Refusal`."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(str(refusal))
+        self.refusal = refusal
+        self.code = refusal.code
+
+
 @dataclass(frozen=True)
 class Approval:
-    """A reviewer's signed decision on one alert, as stored in ``audit/approvals/``.
+    """A person's signed decision on one alert, as cached in ``audit/approvals/``.
 
-    ``alert_entry`` is the ledger line that recorded the alert; ``esig_entry`` the
-    ledger line of the e-signature on it; ``public_key`` the signer's Ed25519 key
-    (base64). The revalidate stage checks them offline with :func:`check_approval`;
-    ``clinval model promote`` also checks that both lines are in the ledger.
+    Attributes
+    ----------
+    alert_id : str
+        The alert the file is named for.
+    decision : str
+        ``approved`` or ``rejected``, as the file states it.
+    lines : tuple of str
+        Signed ledger lines: the alert entry, the e-signature on it, and the
+        ``key_added`` entries of their signers. Every fact the gate uses comes from these.
     """
 
     alert_id: str
-    alert: Mapping[str, Any]
     decision: str
-    alert_entry: str
-    esig_entry: str
-    public_key: str
+    lines: tuple[str, ...] = ()
 
     @property
     def approved(self) -> bool:
         return self.decision == "approved"
 
+    def _entries(self) -> list[Any]:
+        from clinval.ledger import Entry
+
+        return [Entry.from_line(line.encode("utf-8")) for line in self.lines]
+
+    @property
+    def esig(self):
+        """The e-signature entry (checked by :func:`check_approval`)."""
+        return next(e for e in self._entries() if e.kind == "esig")
+
     @property
     def signer(self) -> str:
-        return json.loads(self.esig_entry)["actor"]
+        return self.esig.actor
 
     @property
     def printed_name(self) -> str:
-        return json.loads(self.esig_entry)["body"]["printed_name"]
+        return self.esig.body["printed_name"]
+
+    @property
+    def key_id(self) -> str:
+        return self.esig.key
+
+    def reference(self) -> dict[str, Any]:
+        """``{alert_id, seq, sha256}`` of the e-signature: how a candidate names this approval."""
+        esig = self.esig
+        return {"alert_id": self.alert_id, "seq": esig.seq, "sha256": esig.digest}
 
 
 def _approval_path(approvals_dir: str | os.PathLike, alert_id: str) -> Path:
     return Path(approvals_dir) / f"{alert_id}.json"
 
 
-def write_approval(approvals_dir: str | os.PathLike, approval: Approval) -> Path:
-    """Write an approval file, refusing to overwrite an earlier decision on the alert."""
-    path = _approval_path(approvals_dir, approval.alert_id)
-    if path.exists():
-        existing = json.loads(path.read_text())
-        raise FileExistsError(f"{path}: alert {approval.alert_id} was already {existing['decision']}; a decision is never overwritten.")
-    content = {"alert_id": approval.alert_id, "alert": {k: approval.alert.get(k) for k in _ALERT_FIELDS},
-               "decision": approval.decision, "alert_entry": approval.alert_entry, "esig_entry": approval.esig_entry,
-               "public_key": approval.public_key}
-    return atomic_write_text(path, json.dumps(content, indent=2, sort_keys=True) + "\n")
+def _approval_text(approval: Approval) -> str:
+    content = {"alert_id": approval.alert_id, "decision": approval.decision, "lines": list(approval.lines)}
+    return json.dumps(content, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def read_approvals(approvals_dir: str | os.PathLike) -> list[Approval]:
-    """Every approval file in ``approvals_dir``, by alert id."""
+    """Every approval file in ``approvals_dir``, by alert id; a missing folder holds none.
+
+    A file that cannot be read as an approval is returned with no lines, so
+    :func:`check_approval` reports it instead of a reader crashing on it.
+    """
     out = []
     for path in sorted(Path(approvals_dir).glob("*.json")):
-        raw = json.loads(path.read_text())
-        out.append(Approval(alert_id=raw["alert_id"], alert=raw["alert"], decision=raw["decision"],
-                            alert_entry=raw["alert_entry"], esig_entry=raw["esig_entry"], public_key=raw["public_key"]))
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            approval = Approval(alert_id=str(raw["alert_id"]), decision=str(raw["decision"]),
+                                lines=tuple(str(line) for line in raw["lines"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            approval = Approval(alert_id=path.stem, decision="unreadable")
+        if approval.alert_id != path.stem:
+            approval = Approval(alert_id=path.stem, decision="misnamed")
+        out.append(approval)
     return out
 
 
-def check_approval(approval: Approval) -> str | None:
-    """Check an approval offline; return the problem, or None if it holds.
+def check_approval(approval: Approval) -> Refusal | None:
+    """Check an approval file offline; return why it does not count, or None if it holds.
 
-    The e-signature line must be correctly signed by the key it names (whose public key
-    the file carries), say ``approved`` or ``rejected`` as the file does, and be bound to
-    the digest of the alert's ledger line; that line must record this alert.
+    Its lines must pass :func:`clinval.ledger.check_excerpt` (canonical, signed by the keys
+    their ``key_added`` lines register, a person's e-signature on a machine-recorded
+    alert, bound to the alert line's digest); the e-signature must mean the file's
+    decision and the alert line must record this alert. Membership in the ledger is not
+    checked here (see the module docstring).
     """
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from clinval.ledger import DECIDABLE_KINDS, DECISIONS, ErrorCode, LedgerError, check_excerpt
 
-    from clinval.ledger._encoding import b64decode_exact, key_fingerprint, sha256_hex
-    from clinval.ledger._entry import signed_message
-
+    where = f"approval {approval.alert_id}"
+    if approval.decision not in DECISIONS or not approval.lines:
+        return Refusal(ErrorCode.MALFORMED, f"{where}: not an approval file written by clinval")
     try:
-        esig = json.loads(approval.esig_entry)
-        alert_entry = json.loads(approval.alert_entry)
-        public = b64decode_exact(approval.public_key, 32)
-    except (ValueError, TypeError) as exc:
-        return f"approval {approval.alert_id}: unreadable ({exc})"
-    if public is None or key_fingerprint(public) != esig.get("key"):
-        return f"approval {approval.alert_id}: the public key does not match the signing key {esig.get('key')}"
-    if esig.get("kind") != "esig" or esig["body"].get("meaning") != approval.decision:
-        return f"approval {approval.alert_id}: the signature's meaning is not {approval.decision!r}"
-    target = esig["body"].get("target", {})
-    if target.get("seq") != alert_entry.get("seq") or target.get("sha256") != sha256_hex(approval.alert_entry.encode()):
-        return f"approval {approval.alert_id}: the signature is not bound to the alert's ledger entry"
-    if alert_entry.get("kind") not in ("drift_alert", "fairness_alert") or alert_entry["body"].get("alert_id") != approval.alert_id:
-        return f"approval {approval.alert_id}: the signed ledger entry records a different alert"
-    message, signature = signed_message(approval.esig_entry.encode())
-    try:
-        Ed25519PublicKey.from_public_bytes(public).verify(signature, message)
-    except InvalidSignature:
-        return f"approval {approval.alert_id}: the e-signature does not verify"
+        excerpt = check_excerpt(line.encode("utf-8") for line in approval.lines)
+    except LedgerError as exc:
+        return Refusal(exc.code or ErrorCode.MALFORMED, f"{where}: {exc.message}")
+    esigs = [e for e in excerpt.entries.values() if e.kind == "esig"]
+    alerts = [e for e in excerpt.entries.values() if e.kind in DECIDABLE_KINDS]
+    if len(esigs) != 1 or len(alerts) != 1:
+        return Refusal(ErrorCode.MALFORMED, f"{where}: must hold one alert entry and one e-signature")
+    esig, alert = esigs[0], alerts[0]
+    if esig.body["target"].get("seq") != alert.seq:
+        return Refusal(ErrorCode.DIGEST_MISMATCH, f"{where}: the signature is not bound to the alert's ledger entry")
+    if esig.body["meaning"] != approval.decision:
+        return Refusal(ErrorCode.MALFORMED, f"{where}: the signature's meaning is not {approval.decision!r}")
+    if alert.body.get("alert_id") != approval.alert_id:
+        return Refusal(GateCode.NOT_AN_ALERT, f"{where}: the signed ledger entry records a different alert")
     return None
 
 
-def ledger_problem(approval: Approval, *, ledger_esigs: Collection[str]) -> str | None:
-    """Like :func:`check_approval`, and the e-signature must also be a line of the ledger.
+def decisions_in(entries: Iterable[Any]) -> dict[str, Approval]:
+    """The decision on each alert, by alert id, from ledger entries (in order, verified).
 
-    ``ledger_esigs`` holds the ledger's esig lines (decoded); only the ledger, not the
-    file, proves the decision was made.
+    The first ``approved`` or ``rejected`` e-signature on an alert entry is the decision
+    (the ledger refuses a second); each is returned as the approval its cache file holds.
     """
-    problem = check_approval(approval)
-    if problem is None and approval.esig_entry not in ledger_esigs:
-        return "its e-signature is not in the ledger"
-    return problem
+    from clinval.ledger import DECIDABLE_KINDS, DECISIONS
+
+    entries = list(entries)
+    by_seq = {e.seq: e for e in entries}
+    key_lines = {e.body.get("key_id"): e for e in entries if e.kind == "key_added"}
+    decided: dict[str, Approval] = {}
+    for esig in entries:
+        if esig.kind != "esig" or esig.body.get("meaning") not in DECISIONS:
+            continue
+        alert = by_seq.get(esig.body.get("target", {}).get("seq"))
+        if alert is None or alert.kind not in DECIDABLE_KINDS or alert.digest != esig.body["target"].get("sha256"):
+            continue
+        alert_id = alert.body.get("alert_id")
+        if not isinstance(alert_id, str) or alert_id in decided:
+            continue
+        lines = [key_lines.get(alert.key), alert, key_lines.get(esig.key), esig]
+        unique = sorted({e.seq: e for e in lines if e is not None}.values(), key=lambda e: e.seq)
+        decided[alert_id] = Approval(alert_id=alert_id, decision=esig.body["meaning"],
+                                     lines=tuple(e.line.decode("utf-8") for e in unique))
+    return decided
 
 
-def decide(*, ledger, signer, alert: Mapping[str, Any], decision: str, reason: str, approvals_dir: str | os.PathLike) -> Approval:
-    """Sign a decision (``approved`` or ``rejected``) on a recorded alert and write its approval file.
+@dataclass(frozen=True)
+class SyncResult:
+    """What :func:`sync_approvals` changed in the cache."""
+
+    written: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+def sync_approvals(entries: Iterable[Any], *, approvals_dir: str | os.PathLike) -> SyncResult:
+    """Rebuild ``audit/approvals/`` from the ledger: one file per decided alert, nothing else.
+
+    ``entries`` are the verified ledger's entries. Files whose content already matches are
+    left untouched (so DVC sees no change); a file the ledger does not back (planted,
+    edited, or of a decision that is not in the ledger) is replaced or removed.
+    """
+    folder = Path(approvals_dir)
+    wanted = {alert_id: _approval_text(a) for alert_id, a in decisions_in(entries).items()}
+    written, removed = [], []
+    for path in sorted(folder.glob("*.json")) if folder.exists() else []:
+        if path.stem not in wanted:
+            path.unlink()
+            removed.append(path.stem)
+    for alert_id, text in sorted(wanted.items()):
+        path = _approval_path(folder, alert_id)
+        if not path.exists() or path.read_text(encoding="utf-8", errors="replace") != text:
+            atomic_write_text(path, text)
+            written.append(alert_id)
+    return SyncResult(written=tuple(written), removed=tuple(removed))
+
+
+def trusted_entries(ledger, *, trust: str | os.PathLike | None = None) -> tuple[list[Any], Any]:
+    """The ledger's entries up to its first problem, and the verification result.
+
+    Verification uses the ledger's local checkpoint when it exists and ``trust`` when
+    given; a gate decision may rely only on the entries this returns.
+    """
+    from clinval.ledger import LedgerError, verify
+
+    checkpoint = ledger.checkpoint_path
+    verification = verify(ledger.path, checkpoint=checkpoint if checkpoint is not None and checkpoint.exists() else None,
+                          trust=trust)
+    entries = []
+    try:
+        for entry in ledger.entries():
+            if not verification.trusted(entry.seq):
+                break
+            entries.append(entry)
+    except LedgerError:
+        pass  # a damaged line is beyond the first problem: nothing after it is trusted
+    return entries, verification
+
+
+def decide(*, ledger, signer, alert: Mapping[str, Any], decision: str, reason: str,
+           approvals_dir: str | os.PathLike) -> Approval:
+    """Sign a decision (``approved`` or ``rejected``) on a recorded alert; rebuild the cache.
+
+    The ledger must verify first. The ledger itself refuses a machine identity's key
+    (UNAUTHORIZED) and a second decision on the alert (DUPLICATE_DECISION), whatever the
+    cache holds.
 
     Raises
     ------
-    KeyError
-        If the alert is not in the ledger yet (run ``clinval audit record`` first).
-    FileExistsError
-        If the alert was already decided.
+    GateRefused
+        NOT_RECORDED if the alert is not in the verified ledger yet (run
+        ``clinval audit record`` first), or the verification code if the ledger fails.
+    LedgerError
+        If the ledger refuses the e-signature.
     """
-    from clinval.ledger._encoding import b64encode
-    from clinval.signing import PIPELINE_ACTOR, esign
+    from clinval.ledger import DECIDABLE_KINDS
+    from clinval.signing import esign
 
-    if signer.user_id == PIPELINE_ACTOR:
-        raise ValueError(f"{PIPELINE_ACTOR!r} is the pipeline's machine identity; a review decision is signed by a person.")
-    if _approval_path(approvals_dir, alert["id"]).exists():
-        existing = json.loads(_approval_path(approvals_dir, alert["id"]).read_text())
-        raise FileExistsError(f"alert {alert['id']} was already {existing['decision']}; a decision is never overwritten.")
-    kind = f"{alert['kind']}_alert"
-    recorded = ledger.find(kind=kind, alert_id=alert["id"])
+    entries, verification = trusted_entries(ledger)
+    if not verification.ok:
+        raise GateRefused(Refusal(verification.code, f"the ledger fails verification ({verification}); "
+                                                     "nothing was signed"))
+    recorded = [e for e in entries if e.kind in DECIDABLE_KINDS and e.body.get("alert_id") == alert["id"]]
     if not recorded:
-        raise KeyError(f"alert {alert['id']} is not in the audit ledger yet; run `clinval audit record` after `dvc repro`, then sign.")
+        raise GateRefused(Refusal(GateCode.NOT_RECORDED, f"alert {alert['id']} is not in the audit ledger yet; run "
+                                                         "`clinval audit record` after `dvc repro`, then sign."))
     entry = recorded[-1]
-    esig = esign(ledger, signer=signer, target_ref=str(entry.seq), target_digest=entry.digest, meaning=decision, reason=reason)
-    approval = Approval(alert_id=alert["id"], alert=alert, decision=decision, alert_entry=entry.line.decode(),
-                        esig_entry=esig.line.decode(), public_key=b64encode(signer.public_key))
-    write_approval(approvals_dir, approval)
-    return approval
+    esig = esign(ledger, signer=signer, target_ref=str(entry.seq), target_digest=entry.digest, meaning=decision,
+                 reason=reason)
+    sync_approvals([*entries, esig], approvals_dir=approvals_dir)
+    return decisions_in([*entries, esig])[alert["id"]]

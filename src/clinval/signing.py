@@ -7,7 +7,12 @@ with a key derived from a passphrase (scrypt, then AES-256-GCM). The public key 
 registered in the ledger by a ``key_added`` entry and exported to ``audit/keys/``.
 
 Signing takes two components, the user id and the passphrase (11.200(a)(1)), plus
-possession of the key file. An electronic signature is an ``esig`` ledger entry whose
+possession of the key file. Wrong passphrases are counted per user id in the key store
+(11.300(d)): after :data:`MAX_FAILURES` within :data:`FAILURE_WINDOW` the user id is
+locked until a stated time (:data:`LOCKOUT`) or until the ledger administrator (the
+genesis key) unlocks it, and every failed or refused attempt is appended to the ledger
+as an ``access_failure`` entry (:func:`record_access_failures`), at the user's next
+successful sign-in or at the unlock, whichever comes first. An electronic signature is an ``esig`` ledger entry whose
 body names the *digest* of what is signed, so it cannot be moved to another record
 (11.70), and records the signer's printed name, the UTC time and the meaning
 (11.50): authored, reviewed, approved or rejected. The same (signer, target digest,
@@ -28,6 +33,8 @@ Public API
 ``key_store_dir(home=None)``
 ``esign(ledger, *, signer, target_ref, target_digest, meaning, reason) -> Entry``
 ``digest_of_target(ledger, target_ref, *, root=None) -> str``
+``access_state(user_id, *, home=None) -> AccessState``,
+``record_access_failures(ledger, *, signer, user_id=None, reason=..., home=None) -> Entry | None``
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,16 +53,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from clinval.ledger import MEANINGS, path_sha256
-from clinval.ledger._encoding import (
+from clinval.ledger import (
+    MEANINGS,
+    USER_ID_PATTERN,
     b64decode_exact,
     b64encode,
     canonical,
     check_relative_path,
     key_fingerprint,
+    path_sha256,
     utc_now,
 )
-from clinval.ledger._entry import ACTOR_PATTERN
 
 if TYPE_CHECKING:
     from clinval.ledger import Entry, Ledger
@@ -63,12 +72,18 @@ __all__ = [
     "ENV_HOME",
     "ENV_PASSPHRASE",
     "ENV_USER",
+    "FAILURE_WINDOW",
+    "LOCKED_OUT",
+    "LOCKOUT",
+    "MAX_FAILURES",
     "MEANINGS",
     "MIN_PASSPHRASE_LENGTH",
     "PIPELINE_ACTOR",
     "PIPELINE_NAME",
+    "AccessState",
     "Signer",
     "SigningError",
+    "access_state",
     "create_key",
     "digest_of_target",
     "esign",
@@ -76,19 +91,31 @@ __all__ = [
     "key_store_dir",
     "load_signer",
     "private_key_path",
+    "record_access_failures",
 ]
 
 PIPELINE_ACTOR = "pipeline"
-"""The user id of the pipeline's own machine identity (``clinval audit record``). It
-records what runs produced; it may never sign a review decision or a promotion."""
+"""The default user id of the pipeline's machine identity (``clinval audit record``),
+registered with the role ``machine``: the ledger lets it record what runs produced and
+never sign a review decision or a promotion (:data:`clinval.ledger.PERSON_KINDS`)."""
 PIPELINE_NAME = "clinval pipeline"
 ENV_HOME = "CLINVAL_HOME"
 ENV_PASSPHRASE = "CLINVAL_PASSPHRASE"
 ENV_USER = "CLINVAL_USER"
 MIN_PASSPHRASE_LENGTH = 8
 
+MAX_FAILURES = 5
+"""Wrong passphrases within :data:`FAILURE_WINDOW` that lock a user id."""
+FAILURE_WINDOW = timedelta(minutes=15)
+LOCKOUT = timedelta(minutes=15)
+"""How long a user id stays locked, unless the ledger administrator unlocks it first."""
+LOCKED_OUT = "LOCKED_OUT"
+"""The code of a :class:`SigningError` refusing a locked user id."""
+
 KEY_FILE_FORMAT = "clinval-private-key-v1"
 KEY_FILE_SUFFIX = ".key.json"
+ATTEMPTS_SUFFIX = ".attempts.json"
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 # scrypt cost: ~32 MiB and ~0.15 s per unlock; stored in the file so it can grow later.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 _SALT_BYTES, _NONCE_BYTES = 16, 12
@@ -108,7 +135,15 @@ MSG_NO_KEY = (
     "no private key for {user_id!r} on this machine (looked in {path}); create one with "
     "`clinval keys init --id {user_id} --name \"Printed Name\"`"
 )
-MSG_WRONG_PASSPHRASE = "wrong passphrase for {user_id!r} (or the key file {path} was altered)"
+MSG_WRONG_PASSPHRASE = (
+    "wrong passphrase for {user_id!r} (or the key file {path} was altered); "
+    "{count} of {limit} failures allowed within {minutes} minutes"
+)
+MSG_LOCKED = (
+    "user id {user_id!r} is locked until {until} (UTC) after {limit} wrong passphrases; this "
+    "attempt was refused and is recorded. Wait, or ask the ledger administrator to run "
+    "`clinval keys unlock {user_id} --reason ...`"
+)
 MSG_BAD_KEY_FILE = "{path} is not a clinval private key file: {reason}"
 MSG_BAD_MEANING = "meaning must be one of {choices}, not {meaning!r}"
 MSG_BAD_REASON = "a signature needs a non-empty reason"
@@ -119,7 +154,18 @@ MSG_NEEDS_ROOT = "target {target!r} is a path: pass root, the directory it is re
 
 
 class SigningError(Exception):
-    """A key could not be created or unlocked, or a signature request is invalid."""
+    """A key could not be created or unlocked, or a signature request is invalid.
+
+    ``code`` is :data:`LOCKED_OUT` when the user id is locked, else None.
+    """
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return text if self.code is None else f"{self.code}: {text}"
 
 
 @dataclass(frozen=True)
@@ -167,7 +213,7 @@ def _signer_from(private_key: Ed25519PrivateKey, user_id: str, printed_name: str
 
 
 def _check_identity(user_id: str, printed_name: str) -> None:
-    if not isinstance(user_id, str) or not ACTOR_PATTERN.fullmatch(user_id):
+    if not isinstance(user_id, str) or not USER_ID_PATTERN.fullmatch(user_id):
         raise SigningError(MSG_BAD_USER_ID.format(user_id=user_id))
     if not isinstance(printed_name, str) or not printed_name.strip() or len(printed_name) > 200:
         raise SigningError(MSG_BAD_PRINTED_NAME)
@@ -184,7 +230,7 @@ def key_store_dir(home: str | os.PathLike[str] | None = None) -> Path:
 
 def private_key_path(user_id: str, *, home: str | os.PathLike[str] | None = None) -> Path:
     """Return where the private key of ``user_id`` is (or would be) stored."""
-    if not ACTOR_PATTERN.fullmatch(user_id):
+    if not USER_ID_PATTERN.fullmatch(user_id):
         raise SigningError(MSG_BAD_USER_ID.format(user_id=user_id))
     return key_store_dir(home) / f"{user_id}{KEY_FILE_SUFFIX}"
 
@@ -262,11 +308,15 @@ def load_signer(
 ) -> Signer:
     """Unlock the stored key of ``user_id`` with ``passphrase``.
 
+    A wrong passphrase is counted; the :data:`MAX_FAILURES`-th within
+    :data:`FAILURE_WINDOW` locks the user id for :data:`LOCKOUT`. While locked, every
+    attempt is refused without trying the passphrase, and counted too.
+
     Raises
     ------
     SigningError
-        If there is no key for ``user_id``, the passphrase is wrong, or the file is
-        damaged or was edited.
+        If there is no key for ``user_id``, the passphrase is wrong, the file is
+        damaged or was edited, or the user id is locked (``code`` LOCKED_OUT).
     """
     path = private_key_path(user_id, home=home)
     try:
@@ -275,6 +325,13 @@ def load_signer(
         raise SigningError(MSG_NO_KEY.format(user_id=user_id, path=path.parent)) from None
     except (OSError, ValueError) as exc:
         raise SigningError(MSG_BAD_KEY_FILE.format(path=path, reason=exc)) from None
+    access = access_state(user_id, home=home)
+    now = _now()
+    if access.locked_at(now):
+        access.add(now, "refused while locked").save()
+        raise SigningError(
+            MSG_LOCKED.format(user_id=user_id, until=access.locked_until, limit=MAX_FAILURES), code=LOCKED_OUT
+        )
     try:
         kdf, cipher = record["kdf"], record["cipher"]
         if record["format"] != KEY_FILE_FORMAT or kdf["name"] != "scrypt":
@@ -292,11 +349,134 @@ def load_signer(
     try:
         raw = AESGCM(secret).decrypt(nonce, ciphertext, _associated_data(record))
     except InvalidTag:
-        raise SigningError(MSG_WRONG_PASSPHRASE.format(user_id=user_id, path=path)) from None
+        access = access.add(now, "wrong passphrase")
+        failures = access.failures_since(now - FAILURE_WINDOW)
+        if failures >= MAX_FAILURES:
+            access = access.lock_until(now + LOCKOUT)
+        access.save()
+        if access.locked_at(now):
+            raise SigningError(
+                MSG_LOCKED.format(user_id=user_id, until=access.locked_until, limit=MAX_FAILURES),
+                code=LOCKED_OUT,
+            ) from None
+        raise SigningError(MSG_WRONG_PASSPHRASE.format(
+            user_id=user_id, path=path, count=failures, limit=MAX_FAILURES,
+            minutes=int(FAILURE_WINDOW.total_seconds() // 60))) from None
     signer = _signer_from(Ed25519PrivateKey.from_private_bytes(raw), user_id, record["printed_name"])
     if signer.key_id != record["key_id"]:
         raise SigningError(MSG_BAD_KEY_FILE.format(path=path, reason="key id does not match"))
     return signer
+
+
+# -- attempted use (21 CFR 11.300(d)) ------------------------------------------------
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _format(moment: datetime) -> str:
+    return moment.strftime(_TIME_FORMAT)
+
+
+def _parse(text: str) -> datetime:
+    return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class AccessState:
+    """Failed and refused sign-in attempts of one user id not yet in the ledger.
+
+    Kept in ``<key store>/<user>.attempts.json`` (mode 0600) next to the key.
+
+    Attributes
+    ----------
+    user_id : str
+    path : Path
+        Where the state is kept.
+    attempts : tuple of (str, str)
+        UTC time and outcome (``wrong passphrase``, ``refused while locked``) of each.
+    locked_until : str or None
+        UTC time the lock ends, if the user id is or was locked.
+    """
+
+    user_id: str
+    path: Path
+    attempts: tuple[tuple[str, str], ...] = ()
+    locked_until: str | None = None
+
+    def locked_at(self, moment: datetime) -> bool:
+        """Whether the user id is locked at ``moment``."""
+        return self.locked_until is not None and moment < _parse(self.locked_until)
+
+    def failures_since(self, moment: datetime) -> int:
+        """Wrong passphrases at or after ``moment``."""
+        return sum(outcome == "wrong passphrase" and _parse(time) >= moment for time, outcome in self.attempts)
+
+    def add(self, moment: datetime, outcome: str) -> AccessState:
+        return AccessState(self.user_id, self.path, (*self.attempts, (_format(moment), outcome)), self.locked_until)
+
+    def lock_until(self, moment: datetime) -> AccessState:
+        return AccessState(self.user_id, self.path, self.attempts, _format(moment))
+
+    def save(self) -> None:
+        """Write the state atomically (mode 0600)."""
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        data = {"attempts": [{"outcome": o, "time": t} for t, o in self.attempts],
+                "locked_until": self.locked_until, "user_id": self.user_id}
+        temp = self.path.with_name(f".{self.path.name}.tmp")
+        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        os.replace(temp, self.path)
+
+    def clear(self) -> None:
+        """Forget the attempts and the lock (after they are in the ledger)."""
+        self.path.unlink(missing_ok=True)
+
+
+def access_state(user_id: str, *, home: str | os.PathLike[str] | None = None) -> AccessState:
+    """Return the attempts of ``user_id`` not yet recorded, and its lock, from the key store."""
+    path = private_key_path(user_id, home=home).with_name(f"{user_id}{ATTEMPTS_SUFFIX}")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        attempts = tuple((a["time"], a["outcome"]) for a in raw["attempts"])
+        return AccessState(user_id, path, attempts, raw.get("locked_until"))
+    except FileNotFoundError:
+        return AccessState(user_id, path)
+    except (OSError, ValueError, KeyError, TypeError):
+        # An unreadable state file must not unlock anyone: treat it as a lock for the window.
+        return AccessState(user_id, path, (), _format(_now() + LOCKOUT))
+
+
+def record_access_failures(
+    ledger: Ledger,
+    *,
+    signer: Signer,
+    user_id: str | None = None,
+    reason: str = "recorded at the next successful sign-in",
+    home: str | os.PathLike[str] | None = None,
+) -> Entry | None:
+    """Append the pending attempts of ``user_id`` (default: the signer's) as an
+    ``access_failure`` entry signed by ``signer``, then clear them and any lock.
+
+    The signer is the user itself (after a successful sign-in) or the genesis key (the
+    administrator unlocking another user id). Returns None when nothing is pending or
+    the signer's key is not registered in this ledger yet (then nothing is cleared).
+    """
+    user_id = user_id or signer.user_id
+    access = access_state(user_id, home=home)
+    if not access.attempts and access.locked_until is None:
+        return None
+    if signer.key_id not in {key.key_id for key in ledger.registered_keys()}:
+        return None
+    body = {
+        "attempts": [{"outcome": o, "time": t} for t, o in access.attempts],
+        "locked_until": access.locked_until,
+        "reason": reason,
+        "user_id": user_id,
+    }
+    entry = ledger.append(kind="access_failure", body=body, signer=signer)
+    access.clear()
+    return entry
 
 
 # -- electronic signatures ---------------------------------------------------------

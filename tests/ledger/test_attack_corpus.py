@@ -1,11 +1,15 @@
 """The attack corpus: every cases/*.json is one attack and the verdict it must get.
 
 In the style of the Certificate Transparency test vectors: each case names an
-``attack`` (an operation in ``_ledger_attacks.py`` applied to the standard ledger of
-``conftest.py``), whether the verifier kept the checkpoint taken just before the
-attack (``true``) or the one taken after seq 5 (``"early"``),
-whether verification is ``deep``, and the expected outcome (``ok``, or a ``code`` and
-the first bad ``seq``). The CLI must agree with the library on every case.
+``attack`` (one operation, or a list, from ``_ledger_attacks.py``) applied to a subject
+(``fixture``: the standard ledger of ``conftest.py``, or ``gate``, the review gate's
+workbench), what the verifier kept from before the attack (``checkpoint``: ``true`` for
+the checkpoint taken just before it, ``"early"`` for the one after seq 5; ``trust``:
+``"pinned"`` for a trust root pinning the genesis key and the head, ``"witnessed"`` for
+one whose head a witness cosigned), and the ``check`` that follows (one or a list, from
+``_ledger_checks.py``; default ``verify``, with ``deep``), with the expected outcome:
+``{"ok": true}`` or a ``code`` and the first bad ``seq``. Every check runs through the
+library and through the ``clinval`` command line, and both must agree with ``expect``.
 """
 
 from __future__ import annotations
@@ -15,11 +19,11 @@ from pathlib import Path
 
 import pytest
 from _ledger_attacks import ATTACKS
-from click.testing import CliRunner
-from conftest import build_standard_ledger, load_case
+from _ledger_checks import CHECKS, matches
+from conftest import build_standard_ledger, copy_gate_workbench, load_case
 
-from clinval.cli.audit import EXIT_VERIFY_FAILED, audit
-from clinval.ledger import ERROR_CODES, verify
+from clinval.ledger import ERROR_CODES, PinnedHead, TrustRoot, cosign, verify, write_trust_root
+from clinval.signing import Signer
 
 CASES = sorted((Path(__file__).parent / "cases").glob("*.json"))
 
@@ -29,39 +33,62 @@ def test_corpus_covers_every_error_code():
     assert set(ERROR_CODES) <= expected
 
 
-@pytest.mark.parametrize("case_path", CASES, ids=[path.stem for path in CASES])
-def test_attack(case_path, tmp_path):
-    case = load_case(case_path)
-    assert case["desc"], "every case explains its attack"
-    standard = build_standard_ledger(tmp_path / "repo")
-    assert verify(standard.path, checkpoint=standard.checkpoint, deep=True, root=standard.root).ok
-    if case["checkpoint"] == "early":
-        standard.kept_checkpoint = standard.root / "early-checkpoint.json"
-    elif case["checkpoint"]:
-        standard.kept_checkpoint = Path(shutil.copy(standard.checkpoint, tmp_path / "kept.json"))
-    attack = dict(case["attack"])
-    ATTACKS[attack.pop("op")](standard, **attack)
+def test_every_case_reproduces_an_issue_or_documents_a_limit():
+    for path in CASES:
+        case = load_case(path)
+        assert case["desc"], f"{path.name}: every case explains its attack"
+        assert set(case) <= {"desc", "issue", "fixture", "attack", "checkpoint", "trust", "deep", "check", "expect"}
+        checks = case.get("check", {"op": "verify"})
+        for check in checks if isinstance(checks, list) else [checks]:
+            assert check["op"] in CHECKS, f"{path.name}: unknown check {check['op']}"
 
-    result = verify(
-        standard.path,
-        checkpoint=standard.kept_checkpoint,
-        deep=case["deep"],
-        root=standard.root,
-    )
 
-    expect = case["expect"]
-    if expect.get("ok"):
-        assert result.ok, str(result)
+def _subject(case: dict, where: Path, gate_template, monkeypatch):
+    if case.get("fixture") == "gate":
+        subject = copy_gate_workbench(gate_template, where)
+        monkeypatch.setenv("CLINVAL_HOME", str(subject.home))
     else:
-        assert (result.ok, result.code, result.seq) == (False, expect["code"], expect["seq"]), str(
-            result
-        )
-    args = ["verify", "--ledger", str(standard.path), "--root", str(standard.root)]
-    args += ["--checkpoints", str(tmp_path / "no-local-checkpoints")]
-    if standard.kept_checkpoint is not None:
-        args += ["--checkpoint", str(standard.kept_checkpoint)]
-    if case["deep"]:
-        args.append("--deep")
-    cli = CliRunner().invoke(audit, args)
-    assert cli.exit_code == (0 if result.ok else EXIT_VERIFY_FAILED), cli.output
-    assert str(result) in cli.output
+        subject = build_standard_ledger(where / "repo")
+        assert verify(subject.path, checkpoint=subject.checkpoint, deep=True, root=subject.root).ok
+    checkpoint = subject.path.parent / "checkpoints" / "latest.json"
+    if case.get("checkpoint") == "early":
+        subject.kept_checkpoint = subject.root / "early-checkpoint.json"
+    elif case.get("checkpoint"):
+        subject.kept_checkpoint = Path(shutil.copy(checkpoint, where / "kept.json"))
+    if case.get("trust"):
+        now = verify(subject.path)
+        head = PinnedHead(size=now.size, head=now.head)
+        root = TrustRoot(genesis_key=now.genesis_key, heads=(head,))
+        if case["trust"] == "witnessed":
+            qa = Signer.ephemeral(user_id="qa", printed_name="QA Witness")
+            witness, cosignature = cosign(genesis_key=now.genesis_key, size=now.size, head=now.head, signer=qa)
+            root = TrustRoot(genesis_key=now.genesis_key).with_cosigned_head(
+                size=now.size, head=now.head, witness=witness, cosignature=cosignature)
+        subject.kept_trust = write_trust_root(where / "trust.json", root)
+    attacks = case["attack"] if isinstance(case["attack"], list) else [case["attack"]]
+    for attack in attacks:
+        attack = dict(attack)
+        ATTACKS[attack.pop("op")](subject, **attack)
+    return subject
+
+
+@pytest.mark.parametrize("case_path", CASES, ids=[path.stem for path in CASES])
+def test_attack(case_path, tmp_path, request, monkeypatch):
+    case = load_case(case_path)
+    case.setdefault("deep", False)
+    template = request.getfixturevalue("gate_template") if case.get("fixture") == "gate" else None
+    checks = case.get("check", {"op": "verify"})
+    shared = None
+    for mode in ("library", "cli"):
+        for index, check in enumerate(checks if isinstance(checks, list) else [checks]):
+            args = {name: value for name, value in check.items() if name != "op"}
+            implementation = CHECKS[check["op"]]
+            if implementation.mutates or shared is None:
+                where = tmp_path / f"{mode}-{index}"
+                where.mkdir()
+                subject = _subject(case, where, template, monkeypatch)
+                shared = None if implementation.mutates else subject
+            else:
+                subject = shared
+            outcome = getattr(implementation, mode)(subject, case, **args)
+            assert matches(outcome, case["expect"]), f"{mode} {check['op']}: {outcome} (expected {case['expect']})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import click
 import pytest
@@ -65,7 +66,8 @@ def with_alice(repo) -> None:
     "command",
     [
         ["audit"], ["audit", "record"], ["audit", "verify"], ["audit", "show"], ["audit", "recover"],
-        ["keys"], ["keys", "init"], ["keys", "revoke"], ["keys", "list"], ["sign"],
+        ["audit", "witness"], ["keys"], ["keys", "init"], ["keys", "revoke"], ["keys", "list"], ["keys", "unlock"],
+        ["sign"],
     ],
 )
 def test_every_command_explains_itself(command):
@@ -104,7 +106,7 @@ def test_sign_asks_for_user_and_passphrase_and_refuses_a_replay(repo):
     )
 
     assert signed.exit_code == 0, signed.output
-    assert "User id" in signed.output and "APPROVED by Alice Smith (alice)" in signed.output
+    assert "User id" in signed.output and "APPROVED by Alice Smith (alice, key " in signed.output
     replay = run(
         "sign", "--meaning", "approved", "--target", "2", "--reason", "again",
         input=f"alice\n{ALICE_PASSPHRASE}\n",
@@ -134,7 +136,8 @@ def test_show_prints_the_trail_and_renders_the_signoff_page(repo):
     page = run("audit", "show", "--html", "out/signoff.html")
 
     assert trail.exit_code == 0 and "REVIEWED by Alice Smith" in trail.output
-    assert run("audit", "show", "--kind", "esig").output.count("\n") == 1
+    esigs = run("audit", "show", "--kind", "esig").output.splitlines()
+    assert esigs[0].startswith("ledger: OK: 5 entries verified") and len(esigs) == 2
     assert page.exit_code == 0
     html = (repo / "out" / "signoff.html").read_text()
     assert "Alice Smith" in html and "REVIEWED" in html and "OK:" in html
@@ -241,4 +244,59 @@ def test_a_new_key_for_an_existing_user_needs_an_endorsement(repo):
     )
     assert endorsed.exit_code == 0, endorsed.output
     assert "endorsed by key" in endorsed.output
+    assert run("audit", "verify").exit_code == 0
+
+
+def test_a_witness_pins_the_ledger_and_verify_trust_catches_a_rebuilt_one(repo):
+    from clinval.signing import create_key
+
+    with_alice(repo)
+    create_key(user_id="qa", printed_name="QA Witness", passphrase="qa passphrase")  # never registered
+    qa = {"CLINVAL_USER": "qa", "CLINVAL_PASSPHRASE": "qa passphrase"}
+    trust = repo / "off-system" / "trust.json"
+
+    witnessed = run("audit", "witness", "--trust", str(trust), env=qa)
+
+    assert witnessed.exit_code == 0, witnessed.output
+    assert "witnessed by QA Witness (qa, key " in witnessed.output and trust.exists()
+    pinned = run("audit", "verify", "--trust", str(trust))
+    assert pinned.exit_code == 0 and "1 pinned head(s) hold" in pinned.output
+    again = run("audit", "witness", "--trust", str(trust), env=qa)  # the same head: one more cosignature
+    assert again.exit_code == 0 and "1 pinned head(s)" in again.output
+    by_genesis = run("audit", "witness", "--trust", str(trust),
+                     env={"CLINVAL_USER": "pipeline", "CLINVAL_PASSPHRASE": PASSPHRASE})
+    assert by_genesis.exit_code == EXIT_ERROR and "genesis key" in by_genesis.output
+
+    # an insider rebuilds the ledger from scratch with a fresh genesis key
+    for path in (repo / "audit").iterdir():
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    private_key_path("pipeline").unlink()
+    recorded(repo)
+    assert run("audit", "verify").exit_code == 0, "alone, the rebuilt ledger verifies"
+    caught = run("audit", "verify", "--trust", str(trust))
+    assert caught.exit_code == EXIT_VERIFY_FAILED and "UNTRUSTED_ROOT at seq 0" in caught.output
+    refused = run("audit", "witness", "--trust", str(trust), env=qa)
+    assert refused.exit_code == EXIT_ERROR and "UNTRUSTED_ROOT" in refused.output
+
+
+def test_keys_unlock_by_the_administrator_records_the_attempts(repo):
+    with_alice(repo)
+    for _ in range(5):
+        wrong = run("sign", "--meaning", "reviewed", "--target", "1", "--reason", "x",
+                    env={"CLINVAL_USER": "alice", "CLINVAL_PASSPHRASE": "not her passphrase"})
+    assert wrong.exit_code == EXIT_ERROR and "LOCKED_OUT" in wrong.output
+    by_alice = run("keys", "unlock", "alice", "--reason", "x",
+                   env={"CLINVAL_USER": "alice", "CLINVAL_PASSPHRASE": ALICE_PASSPHRASE})
+    assert by_alice.exit_code == EXIT_ERROR and "LOCKED_OUT" in by_alice.output
+
+    unlocked = run("keys", "unlock", "alice", "--reason", "identity confirmed by phone",
+                   env={"CLINVAL_USER": "pipeline", "CLINVAL_PASSPHRASE": PASSPHRASE})
+
+    assert unlocked.exit_code == 0, unlocked.output
+    assert "access_failure: 6 failed sign-in attempt(s) for alice" in unlocked.output
+    signed = run("sign", "--meaning", "reviewed", "--target", "1", "--reason", "x",
+                 env={"CLINVAL_USER": "alice", "CLINVAL_PASSPHRASE": ALICE_PASSPHRASE})
+    assert signed.exit_code == 0, signed.output
+    trail = run("audit", "show", "--kind", "access_failure").output
+    assert "unlocked by pipeline: identity confirmed by phone" in trail
     assert run("audit", "verify").exit_code == 0

@@ -85,7 +85,7 @@ def started(tmp_path, writer_env):
     """A ledger in tmp_path with the pipeline key registered (genesis)."""
     signer = create_key(user_id="pipeline", printed_name="clinval pipeline", passphrase=PASSPHRASE)
     ledger = Ledger(path=tmp_path / "ledger.jsonl", checkpoint_dir=tmp_path / "checkpoints")
-    register_key(ledger, signer=signer)
+    register_key(ledger, signer=signer, role="machine")
     ledger.append(kind="pipeline_run", body={"n": "before the crash"}, signer=signer)
     return ledger
 

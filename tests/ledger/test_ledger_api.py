@@ -94,7 +94,7 @@ def test_a_ledger_rewritten_under_a_live_writer_is_noticed(standard):
 
 
 def test_error_codes_are_documented_once_each():
-    assert len(ERROR_CODES) == len(set(ERROR_CODES)) == 14
+    assert len(ERROR_CODES) == len(set(ERROR_CODES)) == 16
     assert all(meaning and len(meaning) < 100 for meaning in ERROR_CODES.values())
 
 
@@ -120,11 +120,13 @@ def test_deep_verify_skips_replaced_outputs_but_requires_current_and_promoted_on
 
     ledger = Ledger(path=tmp_path / "audit" / "ledger.jsonl")
     pipeline = Signer.ephemeral(user_id="pipeline", printed_name="clinval pipeline")
-    register_key(ledger, signer=pipeline)
+    register_key(ledger, signer=pipeline, role="machine")
+    bob = Signer.ephemeral(user_id="bob", printed_name="Bob Jones")
+    register_key(ledger, signer=bob)
     ledger.append(kind="pipeline_run", body={"outputs": [write("reports/old.html", "run 1")]}, signer=pipeline)
     ledger.append(kind="retrain", body={"candidate_id": "c1", "model_file": write("models/c1.bin", "c1")}, signer=pipeline)
     ledger.append(kind="retrain", body={"candidate_id": "c2", "model_file": write("models/c2.bin", "c2")}, signer=pipeline)
-    ledger.append(kind="model_version", body={"candidate_id": "c2", "model_file": write("models/c2.bin", "c2")}, signer=pipeline)
+    ledger.append(kind="model_version", body={"candidate_id": "c2", "model_file": write("models/c2.bin", "c2")}, signer=bob)
     ledger.append(kind="pipeline_run", body={"outputs": [write("reports/new.html", "run 2")]}, signer=pipeline)
 
     (tmp_path / "reports" / "old.html").unlink()   # replaced by run 2
@@ -139,3 +141,54 @@ def test_deep_verify_skips_replaced_outputs_but_requires_current_and_promoted_on
     (tmp_path / "models" / "c2.bin").unlink()      # the promoted model
     result = verify(ledger.path, deep=True, root=tmp_path)
     assert not result.ok and result.code == "DIGEST_MISMATCH" and "models/c2.bin" in result.message
+
+
+def test_readers_of_a_missing_ledger_leave_nothing_behind(tmp_path):
+    from clinval.ledger import Ledger
+
+    ledger = Ledger(path=tmp_path / "audit" / "ledger.jsonl", checkpoint_dir=tmp_path / "audit" / "checkpoints")
+    assert (list(ledger.entries()), ledger.registered_keys(), len(ledger)) == ([], [], 0)
+    assert verify(ledger.path).ok and not (tmp_path / "audit").exists()
+
+
+def test_check_excerpt_applies_every_rule_lines_can_show_alone(standard):
+    from clinval.ledger import ErrorCode, LedgerError, check_excerpt
+    from clinval.ledger._entry import seal
+
+    lines = standard.lines()
+    excerpt = check_excerpt([lines[0], lines[4], lines[1], lines[6]])  # any order
+    assert sorted(excerpt.entries) == [0, 1, 4, 6]
+    assert excerpt.signer(excerpt.entries[6]).user_id == "alice" and excerpt.keys[standard.signers["pipeline"].key_id].role == "machine"
+
+    def refused(candidate_lines) -> tuple:
+        with pytest.raises(LedgerError) as error:
+            check_excerpt(candidate_lines)
+        return error.value.code, error.value.seq
+
+    assert refused([lines[0], lines[4], lines[6]]) == (ErrorCode.UNKNOWN_KEY, 6)  # alice's key line is missing
+    edited = lines[6].replace(b"drift confirmed", b"drift rejected!")
+    assert refused([lines[0], lines[4], lines[1], edited]) == (ErrorCode.BAD_SIGNATURE, 6)
+    other_alert = lines[4].replace(b'"period":"1990"', b'"period":"1991"')
+    assert refused([lines[0], other_alert, lines[1], lines[6]])[0] == ErrorCode.BAD_SIGNATURE
+    pipeline = standard.signers["pipeline"]
+    machine_esig = json.loads(lines[6])
+    machine_esig.update(actor="pipeline", key=pipeline.key_id)
+    machine_esig["body"]["printed_name"] = pipeline.printed_name
+    machine_esig.pop("sig")
+    assert refused([lines[0], lines[4], seal(machine_esig, pipeline.sign)]) == (ErrorCode.UNAUTHORIZED, 6)
+    assert refused([b"[" * 100_000 + b"]" * 100_000])[0] == ErrorCode.NOT_CANONICAL
+
+
+def test_a_trust_root_typed_from_a_report_pins_genesis_and_head(standard, tmp_path):
+    pinned = verify(standard.path)
+    trust = tmp_path / "from-the-report.json"
+    root = {"format": "clinval-trust-root-v1", "genesis_key": pinned.genesis_key,
+            "heads": [{"size": 6, "head": standard.ledger.find()[5].digest}]}
+    trust.write_text(json.dumps(root, indent=4))  # typed by hand: any JSON spelling
+    assert verify(standard.path, trust=trust).ok
+    root["heads"][0]["head"] = standard.ledger.find()[4].digest
+    trust.write_text(json.dumps(root))
+    result = verify(standard.path, trust=trust)
+    assert (result.code, result.seq) == (ErrorCode.INCONSISTENT, 5)
+    trust.write_text("{not json")
+    assert verify(standard.path, trust=trust).code == ErrorCode.BAD_CHECKPOINT

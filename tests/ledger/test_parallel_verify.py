@@ -17,7 +17,7 @@ from clinval.signing import Signer
 def long_ledger(tmp_path_factory):
     path = tmp_path_factory.mktemp("long") / "ledger.jsonl"
     signer = Signer.ephemeral(user_id="pipeline", printed_name="clinval pipeline")
-    register_key(Ledger(path=path), signer=signer)
+    register_key(Ledger(path=path), signer=signer, role="machine")
     for n in range(299):
         raw_append(path, signer, "pipeline_run", {"n": n})
     return path

@@ -217,3 +217,87 @@ def test_swapped_output_fails_deep_verification(repo, ledger, pipeline):
 
     assert (result.code, result.seq) == (ErrorCode.DIGEST_MISMATCH, 1)
     assert "models/locked.bin" in result.message
+
+
+def test_the_recording_key_is_a_machine_identity(repo, ledger, pipeline):
+    genesis = record_run(ledger, signer=pipeline, root=repo).appended[0]
+    assert genesis.kind == "key_added" and genesis.body["role"] == "machine"
+    assert [k.role for k in ledger.registered_keys()] == ["machine"]
+
+
+def test_a_retrain_entry_holds_what_promotion_decides_on(repo, ledger, pipeline):
+    facts = {
+        "alert_ids": [ALERT["id"]], "approvals": [{"alert_id": ALERT["id"], "seq": 4, "sha256": "e" * 64}],
+        "plan_sha256": "f" * 64, "training_periods": ["1991"], "sequestered_periods": ["1992"],
+        "criteria": [{"criterion": "observed/expected", "requirement": "CI includes 1", "result": "1.0", "passed": True}],
+        "decision": "promote",
+    }
+    candidate = {**CANDIDATE, **facts, "reasons": ["not recorded: prose"], "approved_by": ["alice"]}
+    (repo / "reports/04_revalidation.json").write_text(json.dumps({"candidates": [candidate]}))
+    (repo / CANDIDATE["model_file"]).parent.mkdir(parents=True)
+    (repo / CANDIDATE["model_file"]).write_text("candidate\n")
+
+    [retrain] = [e for e in record_run(ledger, signer=pipeline, root=repo).appended if e.kind == "retrain"]
+
+    assert {name: retrain.body[name] for name in facts} == facts
+    assert "reasons" not in retrain.body and "approved_by" not in retrain.body  # derived, not decided on
+    assert record_run(ledger, signer=pipeline, root=repo).appended == ()
+    # the same candidate judged again under another plan is recorded again: the latest verdict counts
+    candidate["criteria"][0]["passed"], candidate["decision"] = False, "reject"
+    (repo / "reports/04_revalidation.json").write_text(json.dumps({"candidates": [candidate]}))
+    [again] = record_run(ledger, signer=pipeline, root=repo).appended
+    assert again.kind == "retrain" and again.body["decision"] == "reject"
+
+
+DVC3_LOCK = """\
+schema: '2.0'
+stages:
+  train:
+    cmd: train
+    outs:
+    - path: models/locked.bin
+      hash: md5
+      md5: {file}
+      size: 6
+    - path: data/review_queue
+      hash: md5
+      md5: {tree}
+      nfiles: 1
+"""
+
+
+def test_an_output_changed_after_dvc_repro_is_not_recorded(repo, ledger, pipeline):
+    from clinval.ledger._record import dvc_md5
+
+    lock = DVC3_LOCK.format(file=dvc_md5(repo / "models/locked.bin"), tree=dvc_md5(repo / "data/review_queue"))
+    (repo / "dvc.lock").write_text(lock)
+    assert "pipeline_run" in _kinds(record_run(ledger, signer=pipeline, root=repo))
+    (repo / "dvc.lock").write_text(lock.replace("size: 6", "size: 6 "))  # a new run, same outputs
+    (repo / "data/review_queue/drift-1990-age.parquet").write_text("other rows\n")
+    size = len(ledger)
+
+    with pytest.raises(LedgerError) as refused:
+        record_run(ledger, signer=pipeline, root=repo)
+
+    assert "data/review_queue" in refused.value.message and "changed after `dvc repro`" in refused.value.message
+    assert len(ledger) == size
+
+
+def test_dvc_md5_is_the_md5_dvc_itself_records(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from clinval.ledger._record import dvc_md5
+
+    dvc = str(Path(sys.executable).parent / "dvc")
+    (tmp_path / "data" / "sub").mkdir(parents=True)
+    (tmp_path / "data" / "b.csv").write_text("b\n1\n")
+    (tmp_path / "data" / "sub" / "a.txt").write_bytes(b"line\r\nwith crlf\r\n")
+    (tmp_path / "single.bin").write_bytes(bytes(range(256)))
+    subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([dvc, "add", "-q", "data", "single.bin"], cwd=tmp_path, check=True)
+    for name in ("data", "single.bin"):
+        recorded = yaml.safe_load((tmp_path / f"{name}.dvc").read_text())["outs"][0]["md5"]
+        assert dvc_md5(tmp_path / name) == recorded

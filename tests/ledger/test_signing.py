@@ -36,7 +36,7 @@ def people(ledger):
         for name in ("pipeline", "alice", "bob")
     }
     for signer in signers.values():
-        register_key(ledger, signer=signer)
+        register_key(ledger, signer=signer, role="machine" if signer.user_id == "pipeline" else "person")
     return signers
 
 
@@ -237,3 +237,127 @@ def test_non_ascii_names_and_reasons_are_stored_and_verified(ledger, people):
     )
     assert "José Núñez-Øster".encode() in ledger.path.read_bytes()
     assert verify(ledger.path).ok
+
+
+# -- attempted use (21 CFR 11.300(d)) --------------------------------------------------
+def _at(monkeypatch, moment):
+    """Let the key store's clock say ``moment`` (the lockout rules are about time)."""
+    import clinval.signing as signing
+
+    monkeypatch.setattr(signing, "_now", lambda: moment)
+
+
+def test_five_wrong_passphrases_lock_the_user_id_until_a_stated_time(monkeypatch):
+    from datetime import UTC, datetime, timedelta
+
+    from clinval.signing import LOCKED_OUT, LOCKOUT, MAX_FAILURES, access_state
+
+    create_key(user_id="alice", printed_name="Alice Smith", passphrase=PASSPHRASE)
+    start = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+    for minute in range(MAX_FAILURES - 1):
+        _at(monkeypatch, start + timedelta(minutes=minute))
+        with pytest.raises(SigningError) as wrong:
+            load_signer("alice", passphrase="guess")
+        assert wrong.value.code is None and f"{minute + 1} of {MAX_FAILURES}" in str(wrong.value)
+    _at(monkeypatch, start + timedelta(minutes=MAX_FAILURES - 1))
+    with pytest.raises(SigningError) as locked:
+        load_signer("alice", passphrase="guess")
+    until = start + timedelta(minutes=MAX_FAILURES - 1) + LOCKOUT
+    assert locked.value.code == LOCKED_OUT and until.strftime("%Y-%m-%dT%H:%M") in str(locked.value)
+
+    _at(monkeypatch, until - timedelta(seconds=1))
+    with pytest.raises(SigningError) as refused:
+        load_signer("alice", passphrase=PASSPHRASE)  # the right passphrase does not open a locked user id
+    assert refused.value.code == LOCKED_OUT
+    _at(monkeypatch, until)
+    assert load_signer("alice", passphrase=PASSPHRASE).user_id == "alice"
+    outcomes = [outcome for _, outcome in access_state("alice").attempts]
+    assert outcomes == ["wrong passphrase"] * MAX_FAILURES + ["refused while locked"]
+
+
+def test_wrong_passphrases_spread_beyond_the_window_do_not_lock(monkeypatch):
+    from datetime import UTC, datetime, timedelta
+
+    from clinval.signing import FAILURE_WINDOW, MAX_FAILURES
+
+    create_key(user_id="alice", printed_name="Alice Smith", passphrase=PASSPHRASE)
+    start = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+    for index in range(2 * MAX_FAILURES):
+        # five failures are always more than FAILURE_WINDOW apart, so no window holds five
+        _at(monkeypatch, start + index * (FAILURE_WINDOW / (MAX_FAILURES - 1) + timedelta(minutes=1)))
+        with pytest.raises(SigningError) as wrong:
+            load_signer("alice", passphrase="guess")
+        assert wrong.value.code is None
+    assert load_signer("alice", passphrase=PASSPHRASE).user_id == "alice"
+
+
+def test_attempts_enter_the_trail_at_the_next_sign_in_signed_by_the_user(ledger, people):
+    from clinval.signing import access_state, record_access_failures
+
+    signer = create_key(user_id="carol", printed_name="Carol Example", passphrase=PASSPHRASE)
+    register_key(ledger, signer=signer)
+    for _ in range(2):
+        with pytest.raises(SigningError):
+            load_signer("carol", passphrase="guess")
+    carol = load_signer("carol", passphrase=PASSPHRASE)
+    with pytest.raises(LedgerError) as other:
+        record_access_failures(ledger, signer=people["alice"], user_id="carol")
+    assert other.value.code == ErrorCode.UNAUTHORIZED  # only carol or the genesis key records them
+
+    entry = record_access_failures(ledger, signer=carol)
+
+    assert entry.kind == "access_failure" and entry.actor == "carol" and entry.body["user_id"] == "carol"
+    assert [a["outcome"] for a in entry.body["attempts"]] == ["wrong passphrase", "wrong passphrase"]
+    assert access_state("carol").attempts == () and record_access_failures(ledger, signer=carol) is None
+    assert verify(ledger.path).ok
+
+
+def test_an_unreadable_attempts_file_locks_rather_than_unlocks():
+    from clinval.signing import LOCKED_OUT, access_state
+
+    create_key(user_id="alice", printed_name="Alice Smith", passphrase=PASSPHRASE)
+    access_state("alice").path.write_text("not json")
+    with pytest.raises(SigningError) as locked:
+        load_signer("alice", passphrase=PASSPHRASE)
+    assert locked.value.code == LOCKED_OUT
+
+
+def test_a_machine_identity_may_not_sign_and_a_person_may_not_record_runs(ledger, people):
+    alert = ledger.append(kind="drift_alert", body={"alert_id": "a1"}, signer=people["pipeline"])
+    with pytest.raises(LedgerError) as machine:
+        esign(ledger, signer=people["pipeline"], target_ref=str(alert.seq), target_digest=alert.digest,
+              meaning="approved", reason="auto")
+    assert machine.value.code == ErrorCode.UNAUTHORIZED and "machine identity" in machine.value.message
+    with pytest.raises(LedgerError) as person:
+        ledger.append(kind="retrain", body={"candidate_id": "c1"}, signer=people["alice"])
+    assert person.value.code == ErrorCode.UNAUTHORIZED
+
+
+def test_a_machine_identity_is_registered_by_the_genesis_key(ledger, people):
+    bot = Signer.ephemeral(user_id="bot", printed_name="Scoring Bot")
+    with pytest.raises(LedgerError) as alone:
+        register_key(ledger, signer=bot, role="machine")
+    assert alone.value.code == ErrorCode.UNAUTHORIZED
+    with pytest.raises(LedgerError) as by_person:
+        register_key(ledger, signer=bot, role="machine", endorser=people["alice"])
+    assert by_person.value.code == ErrorCode.UNAUTHORIZED
+    register_key(ledger, signer=bot, role="machine", endorser=people["pipeline"])  # the genesis key
+    ledger.append(kind="pipeline_run", body={"n": 1}, signer=bot)
+    with pytest.raises(LedgerError) as turned:
+        register_key(ledger, signer=Signer.ephemeral(user_id="bot", printed_name="Scoring Bot"),
+                     endorser=people["pipeline"])  # the same user id as a person
+    assert turned.value.code == ErrorCode.UNAUTHORIZED and "signs as a machine" in turned.value.message
+    assert verify(ledger.path).ok
+
+
+def test_the_first_decision_on_an_alert_is_final_whoever_signs_next(ledger, people):
+    alert = ledger.append(kind="drift_alert", body={"alert_id": "a1"}, signer=people["pipeline"])
+    esign(ledger, signer=people["alice"], target_ref=str(alert.seq), target_digest=alert.digest,
+          meaning="rejected", reason="not convinced")
+    with pytest.raises(LedgerError) as again:
+        esign(ledger, signer=people["bob"], target_ref=str(alert.seq), target_digest=alert.digest,
+              meaning="approved", reason="overrule")
+    assert again.value.code == ErrorCode.DUPLICATE_DECISION and "was already rejected" in again.value.message
+    review = esign(ledger, signer=people["bob"], target_ref=str(alert.seq), target_digest=alert.digest,
+                   meaning="reviewed", reason="read it")  # other meanings are not decisions
+    assert review.kind == "esig" and verify(ledger.path).ok

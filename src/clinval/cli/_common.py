@@ -38,10 +38,11 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from clinval.evidence import NotebookFailed
     from clinval.ledger import CheckpointError, LedgerError
     from clinval.pccp import ModificationRefused, PlanError
+    from clinval.review import GateRefused
     from clinval.signing import SigningError
 
     return (StudyError, NotebookFailed, LedgerError, SigningError, CheckpointError, PlanError,
-            ModificationRefused, FileNotFoundError, FileExistsError, ValueError, KeyError)
+            ModificationRefused, GateRefused, FileNotFoundError, FileExistsError, ValueError, KeyError)
 
 
 def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -134,9 +135,19 @@ def ask_user_id() -> str:
         raise UserError(MSG_NO_INPUT.format(what="user id", env=ENV_USER)) from None
 
 
-def unlock_signer():
-    """Ask for both signature components (21 CFR 11.200(a)) and unlock that user's key."""
-    from clinval.signing import load_signer
+def unlock_signer(ledger=None):
+    """Ask for both signature components (21 CFR 11.200(a)) and unlock that user's key.
+
+    With ``ledger``, failed attempts on this user id since its last sign-in are first
+    appended to it (``access_failure``, 21 CFR 11.300(d)), signed by the user.
+    """
+    from clinval.signing import load_signer, record_access_failures
 
     user_id = ask_user_id()
-    return load_signer(user_id, passphrase=ask_passphrase(f"Passphrase for {user_id}"))
+    signer = load_signer(user_id, passphrase=ask_passphrase(f"Passphrase for {user_id}"))
+    if ledger is not None:
+        entry = record_access_failures(ledger, signer=signer)
+        if entry is not None:
+            click.echo(f"seq {entry.seq}: access_failure: {len(entry.body['attempts'])} failed attempt(s) on "
+                       f"{user_id} since the last sign-in recorded", err=True)
+    return signer

@@ -1,9 +1,9 @@
 """``clinval audit``, ``clinval keys`` and ``clinval sign``: the Part 11 commands.
 
-Exit codes: 0 success; 1 ``audit verify`` found a problem (it prints
-``CODE at seq N: message``); 2 a usage error or a refused operation (wrong
-passphrase, replayed signature, torn ledger, ...), printed as ``Error: ...``.
-Set ``CLINVAL_DEBUG=1`` to see a traceback for an unexpected internal error.
+Exit codes: 0 success; 1 ``audit verify`` (or ``audit show``) found a problem with the
+ledger (it prints ``CODE at seq N: message``); 2 a usage error or a refused operation
+(wrong passphrase, locked user id, replayed signature, torn ledger, ...), printed as
+``Error: ...``. Set ``CLINVAL_DEBUG=1`` to see a traceback for an unexpected internal error.
 """
 
 from __future__ import annotations
@@ -23,17 +23,21 @@ from clinval.cli._common import (
     unlock_signer,
 )
 from clinval.ledger import (
+    CHECKPOINT_FILE,
     ERROR_CODES,
     KINDS,
     MEANINGS,
+    ROLES,
+    LedgerError,
+    TrustRoot,
+    cosign,
+    read_trust_root,
     record_run,
     register_key,
     revoke_key,
-    signoff_html,
-    summarize,
     verify,
+    write_trust_root,
 )
-from clinval.ledger._checkpoint import CHECKPOINT_FILE
 from clinval.signing import (
     PIPELINE_ACTOR,
     PIPELINE_NAME,
@@ -44,9 +48,13 @@ from clinval.signing import (
     has_private_key,
     load_signer,
     private_key_path,
+    record_access_failures,
 )
+from clinval.signoff import printable, signer_text, signoff_page, summarize, verification_text
 
 __all__ = ["EXIT_ERROR", "EXIT_VERIFY_FAILED", "audit", "keys", "sign"]
+
+DEFAULT_APPROVALS = "audit/approvals"
 
 EXIT_VERIFY_FAILED = 1
 
@@ -64,14 +72,26 @@ MSG_NO_ENDORSER_INPUT = "the endorser's passphrase must be typed at the prompt"
 MSG_CANNOT_RECOVER = "the ledger has a problem recover cannot fix: {result}"
 MSG_OUTSIDE_ROOT = "target {target} is outside the root {root}"
 MSG_ALREADY_REGISTERED = "key {key} of {user!r} is already registered (seq {seq})"
+MSG_NO_LEDGER = "no ledger at {path}: nothing to show (pass --ledger, or run `clinval audit record` first)"
+MSG_WITNESS_FAILED = "the ledger fails verification ({result}); a witness cosigns only a ledger that verifies"
+MSG_WITNESS_IS_GENESIS = (
+    "{user!r} holds the genesis key of this ledger; a witness must be someone who cannot rebuild it"
+)
+MSG_NOT_LOCKED = "{user!r} has no failed attempts or lock on this machine's key store"
+MSG_TRUST_HELP = (
+    "A trust root kept off-system (written by `clinval audit witness`): the ledger must start "
+    "from its genesis key and extend every head it pins."
+)
 
 
 VERIFY_HELP = (
     "Check the whole ledger offline; exit 1 with `CODE at seq N: message` on failure.\n\n"
     "Checks that every line is canonical JSON, chains to the previous line, carries a "
     "valid signature by a key active at its seq, and obeys the key and signature rules; "
-    "that the ledger extends the checkpoint; with --deep, that recorded files still have "
-    "their recorded digests. The failure with the lowest seq is reported.\n\n"
+    "that the ledger extends the checkpoint and the --trust root; that audit/keys/ holds "
+    "exactly the registered keys; with --deep, that recorded files still have their "
+    "recorded digests. A problem with the ledger is reported before any file problem, "
+    "then the failure with the lowest seq.\n\n"
     "\b\nError codes:\n"
     + "\n".join(f"  {code:<20} {meaning}" for code, meaning in ERROR_CODES.items())
 )
@@ -104,6 +124,8 @@ def audit() -> None:
     is_flag=True,
     help=f"If this machine has no key for --actor, create one non-interactively with ${ENV_PASSPHRASE}.",
 )
+@click.option("--approvals", default=DEFAULT_APPROVALS, show_default=True,
+              help="The approval cache, rebuilt from the verified ledger after recording.")
 @ledger_options
 @friendly
 def record(
@@ -113,6 +135,7 @@ def record(
     actor: str,
     printed_name: str,
     create_signer: bool,
+    approvals: str,
     ledger_path: Path,
     checkpoint_dir: Path,
     keys_dir: Path,
@@ -123,8 +146,12 @@ def record(
     new alert in reports/*.json (drift_alert or fairness_alert) with its review-queue
     pull (data_pull), and each new retraining candidate (retrain). Recording an
     unchanged run appends nothing. On an empty ledger the signer's key is registered
-    first, as the genesis entry.
+    first, as the genesis entry, with the role of a machine identity (it can never sign
+    a decision or a promotion). Refuses, recording nothing, when an output differs from
+    its md5 in dvc.lock. Then rebuilds the approval cache from the verified ledger.
     """
+    from clinval.review import sync_approvals, trusted_entries
+
     if has_private_key(actor):
         signer = load_signer(actor, passphrase=ask_passphrase(f"Passphrase for {actor}"))
     elif create_signer:
@@ -136,14 +163,22 @@ def record(
     else:
         raise UserError(MSG_NO_SIGNER.format(actor=actor, env=ENV_PASSPHRASE))
     ledger = open_ledger(ledger_path, checkpoint_dir, keys_dir)
+    record_access_failures(ledger, signer=signer)
     result = record_run(ledger, signer=signer, root=root, dvc_lock=dvc_lock, reports_dir=reports_dir)
     for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        click.echo(f"warning: {printable(warning)}", err=True)
     if not result.appended:
         click.echo(MSG_NOTHING_NEW.format(size=len(ledger)))
-        return
     for entry in result.appended:
         click.echo(f"seq {entry.seq}: {entry.kind}: {summarize(entry)}")
+    entries, verification = trusted_entries(ledger)
+    if verification.ok:
+        synced = sync_approvals(entries, approvals_dir=root / approvals)
+        if synced.removed or synced.written:
+            click.echo(f"approval cache {approvals}: {len(synced.written)} written, removed (not in the ledger): "
+                       f"{', '.join(synced.removed) or 'none'}")
+    else:
+        click.echo(f"warning: the ledger fails verification ({verification}); approval cache not rebuilt", err=True)
 
 
 @audit.command(name="verify", help=VERIFY_HELP)
@@ -163,6 +198,7 @@ def record(
     help="Directory recorded paths are relative to (for --deep).",
 )
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes for signature checks (default: all CPUs for large ledgers).")
+@click.option("--trust", type=click.Path(dir_okay=False, path_type=Path), default=None, help=MSG_TRUST_HELP)
 @ledger_options
 @friendly
 def verify_command(
@@ -170,23 +206,68 @@ def verify_command(
     checkpoint: Path | None,
     root: Path,
     workers: int | None,
+    trust: Path | None,
     ledger_path: Path,
     checkpoint_dir: Path,
     keys_dir: Path,
 ) -> None:
     """Check the whole ledger offline (help text: ``VERIFY_HELP``)."""
-    if checkpoint is None and (checkpoint_dir / CHECKPOINT_FILE).exists():
-        checkpoint = checkpoint_dir / CHECKPOINT_FILE
     if not ledger_path.exists():
         click.echo(f"warning: {ledger_path} does not exist; verifying an empty ledger", err=True)
-    result = verify(ledger_path, deep=deep, checkpoint=checkpoint, root=root, workers=workers)
+    result = _verify(ledger_path, checkpoint, checkpoint_dir, trust, keys_dir, deep=deep, root=root, workers=workers)
     click.echo(str(result))
     if result.ok and result.checkpoint is not None:
-        click.echo(f"checkpoint {checkpoint}: the ledger extends its {result.checkpoint.size} entries")
+        click.echo(f"checkpoint: the ledger extends its {result.checkpoint.size} entries")
+    if result.ok and result.trust is not None:
+        click.echo(f"trust root {trust}: genesis key {result.trust.genesis_key} and "
+                   f"{len(result.trust.heads)} pinned head(s) hold")
     if result.ok and deep:
         click.echo(f"{result.files_checked} recorded files re-hashed and unchanged")
+    if result.ok and result.size:
+        click.echo(f"pin: size {result.size}, head {result.head}, genesis key {result.genesis_key}")
     if not result.ok:
         raise click.exceptions.Exit(EXIT_VERIFY_FAILED)
+
+
+def _verify(ledger_path: Path, checkpoint: Path | None, checkpoint_dir: Path, trust: Path | None, keys_dir: Path,
+            **options):
+    """``verify`` with the local checkpoint (unless one is given) and the key export when present."""
+    if checkpoint is None and (checkpoint_dir / CHECKPOINT_FILE).exists():
+        checkpoint = checkpoint_dir / CHECKPOINT_FILE
+    return verify(ledger_path, checkpoint=checkpoint, trust=trust,
+                  keys_dir=keys_dir if keys_dir.is_dir() else None, **options)
+
+
+@audit.command()
+@click.option("--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The trust root to create or extend; keep it off this system (QA's own storage).")
+@ledger_options
+@friendly
+def witness(trust_path: Path, ledger_path: Path, checkpoint_dir: Path, keys_dir: Path) -> None:
+    """Cosign the ledger's current head with your key, as an independent witness (QA).
+
+    Verifies the whole ledger (against the local checkpoint and TRUST if it exists), then
+    signs its size, head and genesis key with your key from this machine's key store and
+    writes the cosigned head into TRUST. Keep TRUST outside the repository: with it,
+    `clinval audit verify --trust TRUST` detects a ledger rebuilt from scratch
+    (UNTRUSTED_ROOT) or rewritten (INCONSISTENT) or cut (TRUNCATED) since. Your key need
+    not be registered in the ledger (better: it is not); it may not be its genesis key.
+    """
+    existing = trust_path if trust_path.exists() else None
+    result = _verify(ledger_path, None, checkpoint_dir, existing, keys_dir)
+    if not result.ok or not result.size:
+        raise UserError(MSG_WITNESS_FAILED.format(result=result))
+    signer = unlock_signer()
+    if signer.key_id == result.genesis_key:
+        raise UserError(MSG_WITNESS_IS_GENESIS.format(user=signer.user_id))
+    root = result.trust or TrustRoot(genesis_key=str(result.genesis_key))
+    pinned_by, cosignature = cosign(genesis_key=root.genesis_key, size=result.size, head=str(result.head), signer=signer)
+    updated = root.with_cosigned_head(size=result.size, head=str(result.head), witness=pinned_by, cosignature=cosignature)
+    write_trust_root(trust_path, updated)
+    read_trust_root(trust_path)
+    click.echo(f"witnessed by {signer_text(signer.printed_name, signer.user_id, signer.key_id)}: size {result.size}, "
+               f"head {result.head}, genesis key {result.genesis_key}; wrote {trust_path} "
+               f"({len(updated.heads)} pinned head(s)). Keep it off this system.")
 
 
 
@@ -198,31 +279,53 @@ def verify_command(
     "html_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write a self-contained sign-off page (printed name, UTC time, meaning of every signature) to this file.",
+    help="Write a self-contained sign-off page (printed name, user id, key, UTC time, meaning of every signature) to this file.",
 )
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A checkpoint kept from earlier (default: <checkpoints>/latest.json if it exists).")
+@click.option("--trust", type=click.Path(dir_okay=False, path_type=Path), default=None, help=MSG_TRUST_HELP)
 @ledger_options
 @friendly
 def show(
     kind: str | None,
     html_path: Path | None,
+    checkpoint: Path | None,
+    trust: Path | None,
     ledger_path: Path,
     checkpoint_dir: Path,
     keys_dir: Path,
 ) -> None:
-    """Print the audit trail, one entry per line: seq, UTC time, kind, actor, what."""
+    """Print the audit trail, one entry per line: seq, UTC time, kind, actor, what.
+
+    The first line is the verification verdict, with the same checks as `audit verify`
+    (checkpoint, trust root); entries from the first bad seq on are marked NOT VERIFIED,
+    and the command exits 1 when the ledger fails. Text from entries is printed with
+    control characters escaped, so no reason can forge a line.
+    """
+    if not ledger_path.exists():
+        raise UserError(MSG_NO_LEDGER.format(path=ledger_path))
+    verification = _verify(ledger_path, checkpoint, checkpoint_dir, trust, keys_dir)
     ledger = open_ledger(ledger_path, checkpoint_dir, keys_dir)
-    entries = list(ledger.entries())
+    entries: list = []
+    try:
+        entries.extend(ledger.entries())
+        registered = ledger.registered_keys()
+    except LedgerError:
+        registered = []  # a damaged line: show what can be read; the verdict names the damage
     if html_path is not None:
-        page = signoff_html(entries, keys=ledger.registered_keys(), verification=verify(ledger_path))
+        page = signoff_page(entries, keys=registered, verification=verification)
         html_path.parent.mkdir(parents=True, exist_ok=True)
         html_path.write_text(page, encoding="utf-8")
         click.echo(f"wrote sign-off page {html_path}")
-        return
-    if not entries:
-        click.echo("the ledger is empty")
-    for entry in entries:
-        if kind is None or entry.kind == kind:
-            click.echo(f"{entry.seq:>6}  {entry.time}  {entry.kind:<14}  {entry.actor:<12}  {summarize(entry)}")
+    else:
+        click.echo(f"ledger: {verification_text(verification)}")
+        for entry in entries:
+            if kind is None or entry.kind == kind:
+                mark = "" if verification.trusted(entry.seq) else "  [NOT VERIFIED]"
+                click.echo(f"{entry.seq:>6}  {entry.time}  {entry.kind:<14}  {entry.actor:<12}  {summarize(entry)}{mark}")
+    if not verification.ok:
+        click.echo(f"Error: the ledger fails verification: {verification}", err=True)
+        raise click.exceptions.Exit(EXIT_VERIFY_FAILED)
 
 
 @audit.command()
@@ -274,12 +377,15 @@ def keys() -> None:
     help="User id whose key endorses this one; needed when the user id already has a "
     "registered key (the same user's active key or the genesis key).",
 )
+@click.option("--role", type=click.Choice(ROLES), default="person", show_default=True,
+              help="A person signs decisions and promotions; a machine identity records pipeline runs.")
 @ledger_options
 @friendly
 def keys_init(
     user_id: str,
     printed_name: str,
     endorse_by: str | None,
+    role: str,
     ledger_path: Path,
     checkpoint_dir: Path,
     keys_dir: Path,
@@ -316,7 +422,7 @@ def keys_init(
         except click.Abort:
             raise UserError(MSG_NO_ENDORSER_INPUT) from None
         endorser = load_signer(endorse_by, passphrase=endorser_passphrase)
-    entry = register_key(ledger, signer=signer, endorser=endorser)
+    entry = register_key(ledger, signer=signer, endorser=endorser, role=role)
     click.echo(f"seq {entry.seq}: key_added: {summarize(entry)}")
 
 
@@ -331,11 +437,30 @@ def keys_revoke(key_id: str, reason: str, ledger_path: Path, checkpoint_dir: Pat
     Signed by the key itself or by the genesis key: asks for that user id and
     passphrase ($CLINVAL_USER / $CLINVAL_PASSPHRASE when set).
     """
-    signer = unlock_signer()
-    entry = revoke_key(
-        open_ledger(ledger_path, checkpoint_dir, keys_dir), key_id=key_id, reason=reason, signer=signer
-    )
+    ledger = open_ledger(ledger_path, checkpoint_dir, keys_dir)
+    signer = unlock_signer(ledger)
+    entry = revoke_key(ledger, key_id=key_id, reason=reason, signer=signer)
     click.echo(f"seq {entry.seq}: key_revoked: {summarize(entry)}")
+
+
+@keys.command(name="unlock")
+@click.argument("user_id")
+@click.option("--reason", required=True, help="Why the user id is unlocked (identity confirmed how, by whom).")
+@ledger_options
+@friendly
+def keys_unlock(user_id: str, reason: str, ledger_path: Path, checkpoint_dir: Path, keys_dir: Path) -> None:
+    """Unlock USER_ID after too many wrong passphrases (21 CFR 11.300(d)).
+
+    Signed by the ledger administrator (the genesis key: asks for that user id and
+    passphrase). Appends the user's failed and refused attempts to the ledger as an
+    access_failure entry, then lifts the lock in this machine's key store.
+    """
+    ledger = open_ledger(ledger_path, checkpoint_dir, keys_dir)
+    admin = unlock_signer(ledger)
+    entry = record_access_failures(ledger, signer=admin, user_id=user_id, reason=f"unlocked by {admin.user_id}: {reason}")
+    if entry is None:
+        raise UserError(MSG_NOT_LOCKED.format(user=user_id))
+    click.echo(f"seq {entry.seq}: access_failure: {summarize(entry)}")
 
 
 @keys.command(name="list")
@@ -356,7 +481,7 @@ def keys_list(ledger_path: Path, checkpoint_dir: Path, keys_dir: Path) -> None:
         if has_private_key(key.user_id):
             notes.append("private key on this machine")
         click.echo(
-            f"{key.key_id}  {key.user_id:<12}  {key.printed_name:<24}  added@{key.added_seq:<5}  "
+            f"{key.key_id}  {key.user_id:<12}  {printable(key.printed_name):<24}  {key.role:<7}  added@{key.added_seq:<5}  "
             f"{status:<12}  {', '.join(notes)}".rstrip()
         )
 
@@ -395,12 +520,13 @@ def sign(
     target_ref = _relative_target(target, root)
     digest = digest_of_target(ledger, target_ref, root=root)
     click.echo(f"signing {target_ref} (sha256 {digest}) as {meaning.upper()}")
-    signer = unlock_signer()
+    signer = unlock_signer(ledger)
     entry = esign(
         ledger, signer=signer, target_ref=target_ref, target_digest=digest, meaning=meaning, reason=reason
     )
     click.echo(
-        f"seq {entry.seq}: {meaning.upper()} by {signer.printed_name} ({signer.user_id}) at {entry.time}"
+        f"seq {entry.seq}: {meaning.upper()} by {signer_text(signer.printed_name, signer.user_id, signer.key_id)} "
+        f"at {entry.time}"
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -11,15 +10,9 @@ import click
 from clinval.cli._common import UserError, friendly, ledger_options, load_params, open_ledger, unlock_signer
 
 PROMOTED_DIR = Path("models/promoted")
-MSG_NO_CANDIDATE = "no candidate {cid!r} in {report}; candidates there: {known}."
-MSG_FAILS = "candidate {cid} does not meet the acceptance criteria and cannot be promoted: {reasons}"
-MSG_NOT_RECORDED = "candidate {cid} is not in the audit ledger yet; run `clinval audit record` first."
-MSG_NO_APPROVAL = ("candidate {cid} has no signed approval of its retraining in the ledger "
-                   "(alerts {alerts}); promotion needs an approved alert first.")
-MSG_SAME_PERSON = ("{user} approved the retraining of {cid}; the change control process requires promotion "
-                   "to be signed by a different person.")
-MSG_MACHINE = "{user!r} is the pipeline's machine identity; a promotion is signed by a person."
-MSG_ALREADY = "candidate {cid} was already promoted (ledger seq {seq})."
+MSG_MODEL_CHANGED = ("{path} hashes to {found}, not the {expected} the ledger recorded for {cid} (retrain seq {seq}); "
+                     "re-run `dvc repro` and `clinval audit record`.")
+MSG_LEDGER_FAILED = "the audit ledger fails verification ({result}); nothing is promoted from an unverified ledger."
 
 
 @click.group()
@@ -28,7 +21,8 @@ def model() -> None:
 
 
 @model.command("build-candidates")
-@click.option("--approvals", default="audit/approvals", show_default=True, help="Signed decisions on alerts.")
+@click.option("--approvals", default="audit/approvals", show_default=True,
+              help="The approval cache (signed ledger lines, rebuilt from the ledger).")
 @click.option("--records", multiple=True, default=("reports/02_drift_analysis.json", "reports/03_fairness_audit.json"),
               show_default=True, help="Evidence records whose alerts are current.")
 @click.option("--plan", "plan_path", default="params/pccp.yaml", show_default=True, help="The change control plan.")
@@ -40,18 +34,21 @@ def model() -> None:
 def build_candidates_command(approvals, records, plan_path, prepared, scored, locked, out) -> None:
     """Build the candidate each approved alert calls for, from permitted data only.
 
-    Approvals are checked offline (signature, binding to the alert); modifications the
-    plan does not allow are refused and listed in the manifest with the reason.
+    Approvals are checked offline (the signed ledger lines in each cache file: signatures,
+    roles, binding to the alert); modifications the plan does not allow are refused and
+    listed in the manifest with the reason. Each candidate names the e-signatures and the
+    plan digest it was built from.
     """
     from clinval import data, model as model_lib, pccp, review, revalidation
+    from clinval._io import sha256_file
 
     plan = pccp.plan_from_params(load_params(plan_path))
     pipeline, card = model_lib.load_model(locked)
     present = [r for r in records if Path(r).exists()]
     built, refusals = revalidation.build_candidates(
-        approvals=review.read_approvals(approvals) if Path(approvals).exists() else [],
-        current_alerts=review.alerts_from_records(present), plan=plan, log=model_lib.load_prediction_log(scored),
-        locked=pipeline, card=card, schema=data.load_prepared(prepared).schema,
+        approvals=review.read_approvals(approvals), current_alerts=review.alerts_from_records(present), plan=plan,
+        log=model_lib.load_prediction_log(scored), locked=pipeline, card=card,
+        schema=data.load_prepared(prepared).schema, plan_sha256=sha256_file(plan_path),
     )
     revalidation.write_candidates(built, refusals, out)
     click.echo(f"candidates {out}: {len(built)} built, {len(refusals)} refused.")
@@ -62,75 +59,71 @@ def build_candidates_command(approvals, records, plan_path, prepared, scored, lo
 @model.command("promote")
 @click.argument("candidate_id")
 @click.option("--reason", required=True, help="Why, in your words (recorded with the signature).")
-@click.option("--report", default="reports/04_revalidation.json", show_default=True, help="The revalidation record.")
-@click.option("--approvals", default="audit/approvals", show_default=True, help="Signed decisions on alerts.")
-@click.option("--plan", "plan_path", default="params/pccp.yaml", show_default=True, help="The change control plan.")
+@click.option("--plan", "plan_path", default="params/pccp.yaml", show_default=True,
+              help="The change control plan (must be the one the candidate was evaluated under).")
+@click.option("--trust", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="A trust root kept off-system (`clinval audit witness`); the ledger must match it.")
 @ledger_options
 @friendly
-def promote(candidate_id, reason, report, approvals, plan_path, ledger_path, checkpoint_dir, keys_dir) -> None:
+def promote(candidate_id, reason, plan_path, trust, ledger_path, checkpoint_dir, keys_dir) -> None:
     """Promote CANDIDATE_ID: a second e-signature (meaning approved) and a model_version entry.
 
-    Refused unless the candidate passed every acceptance criterion, its retraining was
-    approved by a signed decision in the ledger (unless the plan makes that modification
-    automatic), and you are neither the person who approved that retraining nor the
-    pipeline's machine identity.
+    Everything is decided from the verified ledger, never from reports/: the candidate's
+    retrain entry must record that every acceptance criterion passed under this plan
+    (the plan file must hash to the digest recorded there), name approvals that are the
+    decisions in the ledger on alerts whose triggers allow this modification (unless the
+    plan makes it automatic), and the model file must still hash to the recorded digest.
+    You may be neither a person who approved that retraining nor a machine identity.
     """
     from clinval import pccp, review
     from clinval._io import sha256_file
-    from clinval.signing import PIPELINE_ACTOR, esign
+    from clinval.gate import GateLedger, approver_names
+    from clinval.signing import esign
+    from clinval.signoff import signer_text
 
     plan = pccp.plan_from_params(load_params(plan_path))
-    record = json.loads(Path(report).read_text())
-    candidates = {c["id"]: c for c in record.get("candidates", [])}
-    if candidate_id not in candidates:
-        raise UserError(MSG_NO_CANDIDATE.format(cid=candidate_id, report=report, known=", ".join(candidates) or "none"))
-    candidate = candidates[candidate_id]
-    if candidate["decision"] != "promote":
-        failed = [r for r in candidate["reasons"] if "FAILED" in r]
-        raise UserError(MSG_FAILS.format(cid=candidate_id, reasons=" ".join(failed)))
+    plan_sha256 = sha256_file(plan_path)
     ledger = open_ledger(ledger_path, checkpoint_dir, keys_dir)
-    entries = list(ledger.entries())
-    done = [e for e in entries if e.kind == "model_version" and e.body.get("candidate_id") == candidate_id]
-    if done:
-        raise UserError(MSG_ALREADY.format(cid=candidate_id, seq=done[-1].seq))
-    retrain = [e for e in entries if e.kind == "retrain" and e.body.get("candidate_id") == candidate_id]
-    if not retrain:
-        raise UserError(MSG_NOT_RECORDED.format(cid=candidate_id))
-    stored = {e.line.decode() for e in entries if e.kind == "esig"}
-    approvers = {a.signer for a in (review.read_approvals(approvals) if Path(approvals).exists() else [])
-                 if a.alert_id in candidate["alert_ids"] and a.approved
-                 and review.ledger_problem(a, ledger_esigs=stored) is None}
-    modification = plan.modifications.get(candidate["modification"])
-    automatic = modification is not None and modification.approval == "automatic"
-    if not approvers and not automatic:
-        raise UserError(MSG_NO_APPROVAL.format(cid=candidate_id, alerts=", ".join(candidate["alert_ids"])))
-    signer = unlock_signer()
-    if signer.user_id == PIPELINE_ACTOR:
-        raise UserError(MSG_MACHINE.format(user=signer.user_id))
-    if signer.user_id in approvers:
-        raise UserError(MSG_SAME_PERSON.format(user=signer.user_id, cid=candidate_id))
-    entry = retrain[-1]
-    source = Path(candidate["model_file"])
-    if sha256_file(source) != entry.body["model_file"]["sha256"]:
-        raise UserError(f"{source} no longer matches the model the ledger recorded for {candidate_id} (seq {entry.seq}); re-run `dvc repro`.")
-    signature = esign(ledger, signer=signer, target_ref=str(entry.seq), target_digest=entry.digest, meaning="approved", reason=reason)
+    entries, verification = review.trusted_entries(ledger, trust=trust)
+    if not verification.ok:
+        raise UserError(f"{verification.code}: {MSG_LEDGER_FAILED.format(result=verification)}")
+    gate = GateLedger(entries)
+    # Refuse what does not depend on who signs before asking for a passphrase.
+    for promoter in (None, "signer"):
+        signer = unlock_signer(ledger) if promoter else None
+        problem = gate.promotion_problem(candidate_id=candidate_id, promoter=signer and signer.user_id,
+                                         plan=plan, plan_sha256=plan_sha256)
+        if problem is not None:
+            raise UserError(str(problem))
+    retrain = gate.retrain(candidate_id)
+    approvers, _ = gate.approvers(retrain, plan=plan)
+    source = Path(retrain.body["model_file"]["path"])
+    found = sha256_file(source) if source.exists() else "nothing (missing)"
+    if found != retrain.body["model_file"]["sha256"]:
+        raise UserError(f"{review.GateCode.MODEL_CHANGED}: " + MSG_MODEL_CHANGED.format(
+            path=source, found=found, expected=retrain.body["model_file"]["sha256"], cid=candidate_id, seq=retrain.seq))
+    # The ledger refuses a machine identity's key here (UNAUTHORIZED), whoever asks.
+    signature = esign(ledger, signer=signer, target_ref=str(retrain.seq), target_digest=retrain.digest,
+                      meaning="approved", reason=reason)
     # the candidates folder is rebuilt by every run: keep the promoted model where nothing replaces it
     kept = PROMOTED_DIR / candidate_id
     kept.mkdir(parents=True, exist_ok=True)
     for item in source.parent.iterdir():
         shutil.copy2(item, kept / item.name)
-    html = Path(report).with_suffix(".html")
     version = ledger.append(kind="model_version", signer=signer, body={
         "candidate_id": candidate_id,
-        "modification": candidate["modification"],
+        "modification": retrain.body.get("modification"),
         "model_file": {"path": (kept / source.name).as_posix(), "sha256": sha256_file(kept / source.name)},
-        "retrain_seq": entry.seq,
-        "training_data_digest": candidate["training_data_digest"],
-        "validation_report": {"path": html.as_posix(), "sha256": sha256_file(html)},
-        "retraining_approved_by": sorted(approvers),
+        "retrain_seq": retrain.seq,
+        "training_data_digest": retrain.body.get("training_data_digest"),
+        "plan_sha256": plan_sha256,
+        "validation_report": retrain.body.get("report"),
+        "retraining_approved_by": approver_names(approvers),
+        "approvals": [{"alert_id": a.alert_id, "seq": a.esig.seq, "sha256": a.esig.digest} for a in approvers],
         "promoted_by": signer.user_id,
         "promotion_esig_seq": signature.seq,
-        "criteria": [c["criterion"] for c in candidate["criteria"]],
+        "criteria": [c["criterion"] for c in retrain.body.get("criteria") or []],
     })
-    click.echo(f"promoted {candidate_id}: e-signature seq {signature.seq} by {signer.printed_name}, model_version seq {version.seq}; "
+    click.echo(f"promoted {candidate_id}: e-signature seq {signature.seq} by "
+               f"{signer_text(signer.printed_name, signer.user_id, signer.key_id)}, model_version seq {version.seq}; "
                f"model kept in {kept}/ (track it: `dvc add {PROMOTED_DIR}` and commit the .dvc file).")

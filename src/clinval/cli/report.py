@@ -46,10 +46,12 @@ def index(reports: str, approvals: str, out: str) -> None:
 @click.option("--plan", "plan_path", default="params/pccp.yaml", show_default=True, help="The change control plan.")
 @click.option("--approvals", default="audit/approvals", show_default=True, help="Signed decisions on alerts.")
 @click.option("--out", default="reports/pccp_report.html", show_default=True, help="The report to write.")
+@click.option("--trust", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A trust root kept off-system (`clinval audit witness`); the ledger must match it.")
 @ledger_options
 @friendly
-def pccp(reports: str, plan_path: str, approvals: str, out: str, ledger_path: Path, checkpoint_dir: Path,
-         keys_dir: Path) -> None:
+def pccp(reports: str, plan_path: str, approvals: str, out: str, trust: Path | None, ledger_path: Path,
+         checkpoint_dir: Path, keys_dir: Path) -> None:
     """Write the PCCP report: description of modifications, modification protocol, impact
     assessment, traceability and sign-off, from the records and the verified ledger."""
     from clinval.pccp import plan_from_params
@@ -58,7 +60,7 @@ def pccp(reports: str, plan_path: str, approvals: str, out: str, ledger_path: Pa
     plan = plan_from_params(load_params(plan_path))
     written = write_pccp_report(
         plan=plan, plan_file=plan_path, ledger=open_ledger(ledger_path, checkpoint_dir, keys_dir),
-        reports_dir=reports, out=out, approvals_dir=approvals,
+        reports_dir=reports, out=out, approvals_dir=approvals, trust=trust,
     )
     click.echo(MSG_WROTE.format(path=written.path))
     if not written.verification.ok:

@@ -53,45 +53,105 @@ def pull(records: tuple[str, ...], scored: str, out: str) -> None:
     click.echo(f"review queue {out}: {len(alerts)} alert(s).")
 
 
+def _ledger_decisions(ledger):
+    """Decisions from the verified ledger (never from the cache), and the verification."""
+    from clinval.review import decisions_in, trusted_entries
+
+    entries, verification = trusted_entries(ledger)
+    if not verification.ok:
+        click.echo(f"warning: the ledger fails verification ({verification}); decisions after seq "
+                   f"{verification.seq} are not shown", err=True)
+    return entries, decisions_in(entries)
+
+
 @review.command("list")
 @click.option("--records", multiple=True, default=DEFAULT_RECORDS, show_default=True, help="Evidence records (JSON).")
-@click.option("--approvals", default=DEFAULT_APPROVALS, show_default=True, help="Folder of signed decisions.")
 @click.option("--all", "show_all", is_flag=True, help="Include alerts already decided.")
+@ledger_options
 @friendly
-def list_alerts(records: tuple[str, ...], approvals: str, show_all: bool) -> None:
-    """Show open alerts with their evidence record and review-queue file."""
-    from clinval.review import read_approvals
+def list_alerts(records: tuple[str, ...], show_all: bool, ledger_path, checkpoint_dir, keys_dir) -> None:
+    """Show open alerts with their evidence record and review-queue file.
 
-    decided = {a.alert_id: a for a in read_approvals(approvals)} if Path(approvals).exists() else {}
+    Decisions are read from the verified ledger, not from audit/approvals/.
+    """
+    from clinval.signoff import printable, signer_text
+
+    _, decided = _ledger_decisions(open_ledger(ledger_path, checkpoint_dir, keys_dir))
     shown = 0
     for alert in _alerts(records):
         decision = decided.get(alert["id"])
         if decision and not show_all:
             continue
         shown += 1
-        state = f"{decision.decision} by {decision.printed_name}" if decision else "open"
-        click.echo(f"{alert['id']}  [{state}]\n  {alert['summary']}\n  evidence: reports/{alert['record']}   "
+        state = (f"{decision.decision} by {signer_text(decision.printed_name, decision.signer, decision.key_id)}"
+                 if decision else "open")
+        click.echo(f"{alert['id']}  [{state}]\n  {printable(alert['summary'])}\n  evidence: reports/{alert['record']}   "
                    f"records: {alert['queue_file']} ({alert['n_records']})\n  allowed change: {alert.get('modification') or 'none (review only)'}")
     if not shown:
         click.echo("no open alerts." if not show_all else "no alerts.")
 
 
+@review.command("sync")
+@click.option("--approvals", default=DEFAULT_APPROVALS, show_default=True, help="The approval cache to rebuild.")
+@ledger_options
+@friendly
+def sync(approvals: str, ledger_path, checkpoint_dir, keys_dir) -> None:
+    """Rebuild the approval cache (audit/approvals/) from the verified ledger.
+
+    One file per decided alert, holding its signed ledger lines; files the ledger does not
+    back are replaced or removed. `review approve|reject` and `audit record` do this too.
+    """
+    from clinval.review import sync_approvals
+
+    entries, _ = _ledger_decisions(open_ledger(ledger_path, checkpoint_dir, keys_dir))
+    result = sync_approvals(entries, approvals_dir=approvals)
+    click.echo(f"approval cache {approvals}: {len(result.written)} written, {len(result.removed)} removed "
+               f"(not backed by the ledger: {', '.join(result.removed) or 'none'}).")
+
+
+@review.command("check")
+@click.option("--approvals", default=DEFAULT_APPROVALS, show_default=True, help="The approval cache to check.")
+@ledger_options
+@friendly
+def check(approvals: str, ledger_path, checkpoint_dir, keys_dir) -> None:
+    """Check each file of the approval cache as the revalidate stage does, and against the ledger.
+
+    Prints `ALERT: ok`, or `ALERT: CODE: why` for a file that fails the offline check
+    (signatures, roles, binding; what `build-candidates` refuses) or is not the decision
+    the verified ledger holds (NOT_IN_LEDGER). Exits 1 when any file fails.
+    """
+    from clinval.review import GateCode, check_approval, read_approvals
+
+    _, decided = _ledger_decisions(open_ledger(ledger_path, checkpoint_dir, keys_dir))
+    failed = 0
+    for approval in read_approvals(approvals):
+        problem = check_approval(approval)
+        backed = decided.get(approval.alert_id)
+        if problem is None and (backed is None or backed.lines != approval.lines):
+            problem = f"{GateCode.NOT_IN_LEDGER}: not the decision the verified ledger holds (`clinval review sync`)"
+        failed += problem is not None
+        click.echo(f"{approval.alert_id}: {problem or 'ok'}")
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
 def _decide(verb: str, alert_id: str, reason: str, records, approvals, ledger_path, checkpoint_dir, keys_dir) -> None:
-    from clinval.review import DECISIONS, decide
+    from clinval.review import DECISION_VERBS, decide
+    from clinval.signoff import signer_text
 
     alert = _find(_alerts(records), alert_id)
     ledger = open_ledger(ledger_path, checkpoint_dir, keys_dir)
-    signer = unlock_signer()
-    approval = decide(ledger=ledger, signer=signer, alert=alert, decision=DECISIONS[verb], reason=reason, approvals_dir=approvals)
-    click.echo(f"{approval.decision}: {alert['id']} signed by {signer.printed_name} ({signer.user_id}); "
-               f"wrote {approvals}/{alert['id']}.json. Run `dvc repro` to revalidate.")
+    signer = unlock_signer(ledger)
+    approval = decide(ledger=ledger, signer=signer, alert=alert, decision=DECISION_VERBS[verb], reason=reason, approvals_dir=approvals)
+    click.echo(f"{approval.decision}: {alert['id']} signed by {signer_text(signer.printed_name, signer.user_id, signer.key_id)} "
+               f"at seq {approval.esig.seq}; approval cache {approvals}/ rebuilt from the ledger. Run `dvc repro` to revalidate.")
 
 
 def _decision_command(verb: str, meaning: str):
     @click.argument("alert_id")
     @click.option("--reason", required=True, help="Why, in your words (recorded with the signature).")
     @click.option("--records", multiple=True, default=DEFAULT_RECORDS, show_default=True, help="Evidence records (JSON).")
-    @click.option("--approvals", default=DEFAULT_APPROVALS, show_default=True, help="Folder of signed decisions.")
+    @click.option("--approvals", default=DEFAULT_APPROVALS, show_default=True, help="The approval cache to rebuild.")
     @ledger_options
     @friendly
     def command(alert_id, reason, records, approvals, ledger_path, checkpoint_dir, keys_dir):
@@ -99,8 +159,9 @@ def _decision_command(verb: str, meaning: str):
 
     command.__doc__ = (
         f"Sign '{meaning}' on ALERT_ID (an id or unique prefix) with your user id and passphrase.\n\n"
-        "The e-signature is appended to the audit ledger, bound to the alert's ledger entry, and "
-        "an approval file is written to audit/approvals/ for the revalidate stage. A decision is final."
+        "The ledger is verified, then the e-signature is appended, bound to the alert's ledger entry, and "
+        "the approval cache audit/approvals/ is rebuilt from the ledger for the revalidate stage. A decision "
+        "is final: the ledger refuses a second one on the same alert, by anyone."
     )
     return review.command(verb)(command)
 

@@ -31,7 +31,7 @@ from clinval.ledger._encoding import (
 )
 from clinval.ledger._entry import ACTOR_PATTERN, SIGNATURE_BYTES
 
-__all__ = ["CHECKPOINT_FILE", "Checkpoint", "read_checkpoint", "write_checkpoint"]
+__all__ = ["CHECKPOINT_FILE", "Checkpoint", "KeySigner", "read_checkpoint", "write_checkpoint"]
 
 CHECKPOINT_FILE = "latest.json"
 CHECKPOINT_DOMAIN = b"clinval-ledger-checkpoint-v1\n"
@@ -46,7 +46,9 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be trusted as a statement about a ledger."""
 
 
-class _Signs(Protocol):
+class KeySigner(Protocol):
+    """What signs a checkpoint or a witness statement: an unlocked key and its identity."""
+
     user_id: str
     key_id: str
     public_key: bytes
@@ -91,7 +93,7 @@ def _unsigned(size: int, head: str, time: str, signer: str, key: str, public_key
     }
 
 
-def write_checkpoint(directory: Path, *, size: int, head: str, signer: _Signs) -> Path:
+def write_checkpoint(directory: Path, *, size: int, head: str, signer: KeySigner) -> Path:
     """Sign ``(size, head)`` and atomically replace ``directory/latest.json``.
 
     The file is written to a temporary name, fsynced and renamed, so a reader sees the

@@ -16,6 +16,9 @@ import rfc8785
 from clinval._io import sha256_path as path_sha256
 
 __all__ = [
+    "MAX_DEPTH",
+    "MAX_LINE_BYTES",
+    "MAX_SAFE_INTEGER",
     "NotCanonical",
     "b64decode_exact",
     "b64encode",
@@ -34,6 +37,17 @@ HEX64 = re.compile(r"[0-9a-f]{64}")
 
 # Integers beyond 2**53 have no exact RFC 8785 (IEEE double) form; 15 digits is safe.
 _FAST_PATH_MAX_INT_DIGITS = 15
+
+MAX_LINE_BYTES = 1 << 20
+"""Longest stored line, newline included; the writer and the verifier both refuse more."""
+MAX_DEPTH = 32
+"""Deepest nesting of objects and arrays in a stored line (an entry needs about 6)."""
+MAX_SAFE_INTEGER = 2**53 - 1
+"""Largest integer magnitude RFC 8785 can write exactly (an IEEE double's integer range)."""
+
+MSG_TOO_LONG = "line is {size} bytes with its newline; the limit is {limit}"
+MSG_TOO_DEEP = "nesting is deeper than {limit} levels"
+MSG_BIG_INTEGER = "integer {text} is outside the exact range of RFC 8785 (|n| <= 2**53 - 1)"
 
 
 class NotCanonical(ValueError):
@@ -61,14 +75,15 @@ def _checked_int(text: str) -> int:
 _FAST_DECODER = json.JSONDecoder(
     parse_float=_flag_float, parse_int=_checked_int, parse_constant=_reject_constant
 )
-def _number_as_ieee(text: str) -> int | float:
-    # RFC 8785 numbers are IEEE doubles: an integer outside the exact range is compared
-    # in its double form (rfc8785 writes 2.0**53 as "9007199254740992").
+def _exact_int(text: str) -> int:
+    # The writer (rfc8785) refuses integers outside the exact double range: so does this.
     value = int(text)
-    return value if abs(value) < 2**53 else float(value)
+    if abs(value) > MAX_SAFE_INTEGER:
+        raise NotCanonical(MSG_BIG_INTEGER.format(text=text[:40]))
+    return value
 
 
-_PLAIN_DECODER = json.JSONDecoder(parse_int=_number_as_ieee, parse_constant=_reject_constant)
+_PLAIN_DECODER = json.JSONDecoder(parse_int=_exact_int, parse_constant=_reject_constant)
 
 
 def canonical(value: Any) -> bytes:
@@ -83,42 +98,66 @@ def parse_canonical(line: bytes) -> Any:
     itself, and this check guarantees no other byte string could parse to the same
     value and pass.
 
+    The same limits bind the writer, which parses every line it is about to store with
+    this function: at most :data:`MAX_LINE_BYTES` with the newline, nesting at most
+    :data:`MAX_DEPTH`, integers within :data:`MAX_SAFE_INTEGER`.
+
     Raises
     ------
     NotCanonical
-        If ``line`` is not UTF-8, not JSON, or not byte-identical to its RFC 8785 form.
+        If ``line`` is not UTF-8, not JSON, not byte-identical to its RFC 8785 form, or
+        beyond the limits.
     """
+    if len(line) + 1 > MAX_LINE_BYTES:
+        raise NotCanonical(MSG_TOO_LONG.format(size=len(line) + 1, limit=MAX_LINE_BYTES))
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise NotCanonical(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
-        # Fast path: for ASCII lines without floats or huge integers, Python's sorted
-        # compact dump is byte-identical to RFC 8785 (tests/ledger check this claim).
-        value = _FAST_DECODER.decode(text)
-        if line.isascii():
-            expected = json.dumps(
-                value, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-            ).encode("utf-8")
-        else:
-            expected = rfc8785.dumps(value)
-    except _SlowPath:
-        value = _PLAIN_DECODER.decode(text)
-        expected = _rfc8785_or_raise(value)
+        value, expected = _parse_and_serialise(text, ascii_only=line.isascii())
     except json.JSONDecodeError as exc:
         raise NotCanonical(f"not JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise NotCanonical(MSG_TOO_DEEP.format(limit=MAX_DEPTH)) from None
     except (UnicodeEncodeError, rfc8785.CanonicalizationError) as exc:
         raise NotCanonical(f"value has no canonical form ({exc})") from None
     if expected != line:
         raise NotCanonical("bytes differ from the RFC 8785 serialisation of the value")
+    # Fewer brackets than the limit cannot nest deeper than it: skip the walk.
+    if line.count(b"[") + line.count(b"{") > MAX_DEPTH and _depth(value) > MAX_DEPTH:
+        raise NotCanonical(MSG_TOO_DEEP.format(limit=MAX_DEPTH))
     return value
 
 
-def _rfc8785_or_raise(value: Any) -> bytes:
+def _parse_and_serialise(text: str, *, ascii_only: bool) -> tuple[Any, bytes]:
+    """Return the parsed value of ``text`` and its RFC 8785 bytes."""
     try:
-        return rfc8785.dumps(value)
-    except (rfc8785.CanonicalizationError, UnicodeEncodeError) as exc:
-        raise NotCanonical(f"value has no canonical form ({exc})") from None
+        value = _FAST_DECODER.decode(text)
+    except _SlowPath:
+        value = _PLAIN_DECODER.decode(text)
+        return value, rfc8785.dumps(value)
+    if ascii_only:
+        # Fast path: for ASCII lines without floats or huge integers, Python's sorted
+        # compact dump is byte-identical to RFC 8785 (tests/ledger check this claim); a
+        # \u escape in the line then differs from the raw character RFC 8785 writes.
+        dumped = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return value, dumped.encode("utf-8")
+    return value, rfc8785.dumps(value)
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a parsed JSON value (a scalar is 0), without recursion."""
+    deepest = 0
+    stack = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, level + 1)
+            stack.extend((child, level + 1) for child in item)
+    return deepest
 
 
 def sha256_hex(data: bytes) -> str:

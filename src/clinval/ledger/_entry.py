@@ -9,6 +9,7 @@ from typing import Any, Callable, Mapping
 
 from clinval.ledger._encoding import (
     HEX64,
+    MAX_LINE_BYTES,
     b64decode_exact,
     b64encode,
     canonical,
@@ -16,7 +17,8 @@ from clinval.ledger._encoding import (
     sha256_hex,
 )
 
-__all__ = ["ENTRY_FIELDS", "Entry", "GENESIS_PREV", "KINDS", "MEANINGS"]
+__all__ = ["DECIDABLE_KINDS", "DECISIONS", "ENTRY_FIELDS", "Entry", "GENESIS_PREV", "KINDS", "MACHINE_KINDS",
+           "MAX_LINE_BYTES", "MEANINGS", "PERSON_KINDS", "ROLES"]
 
 KINDS: frozenset[str] = frozenset(
     {
@@ -31,12 +33,30 @@ KINDS: frozenset[str] = frozenset(
         "key_revoked",
         "recovery",
         "prediction_batch",
+        "access_failure",
     }
 )
 """Every entry kind the ledger accepts; anything else is MALFORMED."""
 
 MEANINGS: tuple[str, ...] = ("authored", "reviewed", "approved", "rejected")
 """The meanings an electronic signature can carry (21 CFR 11.50(a)(3))."""
+
+DECISIONS: tuple[str, ...] = ("approved", "rejected")
+"""The meanings that decide an alert; the first one on an alert entry is final."""
+
+ROLES: tuple[str, ...] = ("person", "machine")
+"""Who a key signs for: a person, or a machine identity such as the pipeline."""
+
+PERSON_KINDS: frozenset[str] = frozenset({"esig", "model_version"})
+"""Entries only a person's key may sign: electronic signatures and promotions."""
+
+MACHINE_KINDS: frozenset[str] = frozenset(
+    {"pipeline_run", "drift_alert", "fairness_alert", "data_pull", "retrain", "prediction_batch"}
+)
+"""Entries only a machine identity may sign: what pipeline runs produced."""
+
+DECIDABLE_KINDS: frozenset[str] = frozenset({"drift_alert", "fairness_alert"})
+"""Entries a person decides on (approved or rejected) once and for all."""
 
 ENTRY_FIELDS: frozenset[str] = frozenset(
     {"seq", "prev", "time", "kind", "actor", "key", "body", "sig"}
@@ -50,7 +70,6 @@ ENTRY_DOMAIN = b"clinval-ledger-entry-v1\n"
 """Prefix of every signed entry message, so an entry signature means nothing elsewhere."""
 
 SIGNATURE_BYTES = 64
-MAX_LINE_BYTES = 1 << 20
 
 ACTOR_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 KEY_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
@@ -113,7 +132,10 @@ class Entry:
         ValueError
             If ``line`` is not JSON or not shaped like an entry.
         """
-        value = json.loads(line)
+        try:
+            value = json.loads(line)
+        except RecursionError:
+            raise ValueError("nesting too deep to read") from None
         problem = shape_problem(value)
         if problem is not None:
             raise ValueError(problem)

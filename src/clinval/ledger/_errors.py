@@ -31,6 +31,8 @@ class ErrorCode(StrEnum):
     MALFORMED = "MALFORMED"
     UNAUTHORIZED = "UNAUTHORIZED"
     BAD_CHECKPOINT = "BAD_CHECKPOINT"
+    DUPLICATE_DECISION = "DUPLICATE_DECISION"
+    UNTRUSTED_ROOT = "UNTRUSTED_ROOT"
 
 
 ERROR_CODES: Mapping[ErrorCode, str] = MappingProxyType(
@@ -39,7 +41,7 @@ ERROR_CODES: Mapping[ErrorCode, str] = MappingProxyType(
         ErrorCode.BAD_SIGNATURE: "an entry's Ed25519 signature does not verify with its key",
         ErrorCode.UNKNOWN_KEY: "an entry is signed by a key not registered to its actor",
         ErrorCode.KEY_REVOKED: "an entry is signed by a key revoked at an earlier seq",
-        ErrorCode.NOT_CANONICAL: "a stored line is not the RFC 8785 form of its parsed value",
+        ErrorCode.NOT_CANONICAL: "a stored line is not the RFC 8785 form of its value, or breaks the length, depth or integer limits",
         ErrorCode.SEQ_GAP: "an entry's seq is not its line number (deleted or reordered lines)",
         ErrorCode.TORN_TAIL: "the last line is incomplete (a crash mid-append); see audit recover",
         ErrorCode.TRUNCATED: "the ledger is shorter than a checkpoint that vouched for it",
@@ -49,6 +51,8 @@ ERROR_CODES: Mapping[ErrorCode, str] = MappingProxyType(
         ErrorCode.MALFORMED: "a canonical line is not a well-formed entry (fields, kind, body)",
         ErrorCode.UNAUTHORIZED: "a key made an entry the key rules do not allow it to make",
         ErrorCode.BAD_CHECKPOINT: "a checkpoint is unreadable, badly signed or not from the ledger",
+        ErrorCode.DUPLICATE_DECISION: "an alert already decided (approved or rejected) was decided again",
+        ErrorCode.UNTRUSTED_ROOT: "the ledger does not start from the genesis key a trust root pins",
     }
 )
 

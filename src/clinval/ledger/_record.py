@@ -8,13 +8,19 @@ After ``dvc repro`` the pipeline has written ``dvc.lock`` and ``reports/*.json``
   SHA-256 (a directory hashes as ``tree_sha256``);
 * for each alert in a report whose id is new, a ``drift_alert`` or ``fairness_alert``
   entry, then a ``data_pull`` entry naming the review-queue file and its SHA-256;
-* for each candidate whose id is new, a ``retrain`` entry.
+* for each candidate not recorded with the same facts before, a ``retrain`` entry: the
+  model's digest and what the gate decides on (the alerts and the signed approvals it
+  was built from, the plan's digest, training and sequestered periods, each acceptance
+  criterion's result and the verdict), so promotion never reads them from a file.
 
-Recording the same state again appends nothing.
+Recording the same state again appends nothing. Nothing is recorded when an output
+differs from the md5 ``dvc.lock`` holds for it: it was edited after ``dvc repro``, and
+recording it would have the pipeline vouch for bytes it did not produce.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +31,7 @@ import yaml
 from clinval.ledger._encoding import check_relative_path, path_sha256, sha256_hex
 from clinval.ledger._errors import LedgerError
 from clinval.ledger._keys import key_added_body
+from clinval.ledger._state import retrain_fingerprint
 
 if TYPE_CHECKING:
     import os
@@ -37,12 +44,27 @@ __all__ = ["RecordResult", "record_run"]
 
 ALERT_KINDS = {"drift": "drift_alert", "fairness": "fairness_alert"}
 _ALERT_FIELDS = ("trigger", "period", "summary")
-_CANDIDATE_FIELDS = ("modification", "training_data_digest")
+_CANDIDATE_FIELDS = (
+    "modification",
+    "training_data_digest",
+    "alert_ids",
+    "approvals",
+    "plan_sha256",
+    "training_periods",
+    "sequestered_periods",
+    "criteria",
+    "decision",
+)
 
 MSG_NO_LOCK = "no {path}: run `dvc repro` first (nothing to record)"
 MSG_BAD_LOCK = "{path} is not a DVC lock file: {reason}"
 MSG_BAD_REPORT = "report {path} is not a JSON object: {reason}"
 MSG_OUT_PATH = "{lock}: stage {stage!r} output {path!r} cannot be recorded: {problem}"
+MSG_OUT_CHANGED = (
+    "{path} (output of stage {stage!r}) has md5 {found}, not the {expected} that {lock} "
+    "records: it changed after `dvc repro`. Restore it (`dvc checkout {path}`) or re-run "
+    "`dvc repro`; nothing was recorded"
+)
 MSG_SIGNER_CONFLICT = (
     "actor {user!r} already has a registered key that is not this machine's key {key}; "
     "use that key here (copy its key file into the key store), register this key with "
@@ -88,7 +110,8 @@ def record_run(
         The ledger to append to.
     signer : Signer
         The recording actor (the ``pipeline`` key). On an empty ledger, or when the
-        actor has no key yet, its key is registered first (the genesis entry).
+        actor has no key yet, its key is registered first, as a machine identity (on an
+        empty ledger, the genesis entry).
     root : str or os.PathLike
         Repository root; ``dvc_lock``, ``reports_dir`` and every recorded path are
         relative to it.
@@ -102,11 +125,13 @@ def record_run(
     Raises
     ------
     LedgerError
-        If ``dvc.lock`` or a report cannot be read, or the ledger refuses an append.
+        If ``dvc.lock`` or a report cannot be read, an output differs from its md5 in
+        ``dvc.lock``, or the ledger refuses an append.
     """
     base = Path(root)
     # Read every input before appending anything, so a bad input records nothing.
     lock_bytes, stages = _read_lock(base / dvc_lock)
+    _check_outputs(base, dvc_lock, stages)
     reports = _read_reports(base, reports_dir)
     appended: list[Entry] = []
     warnings: list[str] = []
@@ -120,7 +145,7 @@ def record_run(
         if signer.key_id not in state.keys:
             if state.keys_of_user.get(signer.user_id):
                 raise LedgerError(MSG_SIGNER_CONFLICT.format(user=signer.user_id, key=signer.key_id))
-            append("key_added", key_added_body(signer))
+            append("key_added", key_added_body(signer, role="machine"))
         lock_digest = sha256_hex(lock_bytes)
         if state.last_run_lock != lock_digest:
             body = _run_body(base, dvc_lock, lock_digest, stages, reports_dir, warnings)
@@ -145,6 +170,47 @@ def _read_lock(path: Path) -> tuple[bytes, dict[str, Any]]:
     if not isinstance(stages, dict):
         raise LedgerError(MSG_BAD_LOCK.format(path=path, reason="no 'stages' mapping"))
     return data, stages
+
+
+def dvc_md5(path: Path) -> str:
+    """The md5 DVC records for an output: of a file's bytes; for a directory, of its
+    ``.dir`` manifest (JSON list of ``{md5, relpath}`` sorted by path) plus ``.dir``."""
+    if not path.is_dir():
+        return _md5_file(path)
+    files = sorted((p.relative_to(path).as_posix(), p) for p in path.rglob("*") if p.is_file())
+    manifest = [{"md5": _md5_file(p), "relpath": relative} for relative, p in files]
+    return hashlib.md5(json.dumps(manifest, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"
+
+
+def _md5_file(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_outputs(base: Path, lock_name: str, stages: dict[str, Any]) -> None:
+    """Refuse to record an output that is not the one ``dvc.lock`` describes."""
+    for stage in sorted(stages):
+        spec = stages[stage] if isinstance(stages[stage], dict) else {}
+        for out in spec.get("outs") or []:
+            # DVC 3 marks its plain md5 with `hash: md5` (DVC 2 normalised line endings).
+            if not isinstance(out, dict) or out.get("hash") != "md5":
+                continue
+            relative, expected = out.get("path"), out.get("md5")
+            if not isinstance(relative, str) or not isinstance(expected, str):
+                continue
+            full = base / relative
+            if check_relative_path(relative) is not None or not full.exists():
+                continue  # refused or warned about when the run body is built
+            found = dvc_md5(full)
+            if found != expected:
+                raise LedgerError(
+                    MSG_OUT_CHANGED.format(
+                        path=relative, stage=stage, found=found, expected=expected, lock=lock_name
+                    )
+                )
 
 
 def _run_body(
@@ -273,8 +339,6 @@ def _record_candidates(
         if not isinstance(candidate_id, str) or not candidate_id:
             warnings.append(WARN_CANDIDATE_ID.format(report=report_path, index=index))
             continue
-        if candidate_id in state.candidate_ids:
-            continue
         model_ref = _reference(base, candidate.get("model_file"))
         if model_ref is None:
             warnings.append(
@@ -288,4 +352,5 @@ def _record_candidates(
         report = candidate.get("report")
         if check_relative_path(report) is None:
             body["report"] = _reference(base, report) or {"path": report, "sha256": None}
-        append("retrain", body)
+        if retrain_fingerprint(body) not in state.retrain_facts:
+            append("retrain", body)

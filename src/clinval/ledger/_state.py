@@ -19,10 +19,24 @@ Key rules
   an earlier seq and not revoked at an earlier seq.
 * An ``esig`` names the digest of its target; a target that is an entry is checked here,
   a file target by ``verify(deep=True)``. One (actor, target digest, meaning) only once.
+
+Role rules
+----------
+* A key signs for a ``person`` or a ``machine`` (the pipeline); every key of a user id has
+  the role of its first key, and a printed name belongs to one user id only. A machine
+  identity is created by the ledger administrator: its first key is the genesis key or
+  carries the genesis key's endorsement (a person cannot mint a machine to record runs).
+* Only a person signs ``esig`` and ``model_version`` entries; only a machine signs what
+  runs produced (``pipeline_run``, alerts, ``data_pull``, ``retrain``).
+* The first ``approved`` or ``rejected`` signature on an alert entry decides it; a second
+  decision on the same alert, by anyone, is DUPLICATE_DECISION.
+* An ``access_failure`` entry is signed by the user it concerns or by the genesis key.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,17 +49,32 @@ from clinval.ledger._encoding import (
     canonical,
     check_relative_path,
     key_fingerprint,
+    sha256_hex,
 )
 from clinval.ledger._entry import (
     ACTOR_PATTERN,
+    DECIDABLE_KINDS,
+    DECISIONS,
     GENESIS_PREV,
     KEY_ID_PATTERN,
+    MACHINE_KINDS,
     MEANINGS,
+    PERSON_KINDS,
+    ROLES,
     SIGNATURE_BYTES,
 )
 from clinval.ledger._errors import ErrorCode
 
-__all__ = ["ChainState", "RegisteredKey", "Rejection", "endorsement_message"]
+__all__ = [
+    "ChainState",
+    "RegisteredKey",
+    "Rejection",
+    "endorsement_message",
+    "esig_body_problem",
+    "key_body_problem",
+    "name_key",
+    "role_problem",
+]
 
 ENDORSE_DOMAIN = b"clinval-key-endorsement-v1\n"
 MAX_PRINTED_NAME = 200
@@ -74,6 +103,25 @@ MSG_PRINTED_NAME = "esig printed_name {found!r} differs from the key's {expected
 MSG_TARGET_SEQ = "esig targets seq {target}, which is not an earlier entry"
 MSG_TARGET_DIGEST = "esig target digest {found} is not the digest of seq {target} ({expected})"
 MSG_DUPLICATE = "{actor!r} already signed {digest} as {meaning!r} at seq {first}"
+MSG_ROLE_PERSON = (
+    "key {key} of {user!r} is a machine identity; a {kind} entry is signed by a person "
+    "(a review decision or a promotion needs a person's user id and passphrase)"
+)
+MSG_ROLE_MACHINE = "key {key} of {user!r} is a person's; a {kind} entry is recorded by a machine identity"
+MSG_ROLE_CHANGED = "user {user!r} signs as a {role}; a further key cannot make it a {other}"
+MSG_NAME_TAKEN = (
+    "printed name {name!r} is already registered to user {owner!r} (seq {seq}); two user ids "
+    "with one printed name would pass for two people"
+)
+MSG_DECIDED = (
+    "alert entry seq {target} was already {decision} at seq {first}; a decision is final"
+)
+MSG_MACHINE_ENDORSEMENT = (
+    "machine identity {user!r} must be the genesis key or be endorsed by it; "
+    "register it with `clinval keys init --id {user} --role machine --endorse-by <administrator>`"
+)
+MSG_ACCESS_BODY = "access_failure body {problem}"
+MSG_ACCESS_SIGNER = "an access_failure of {user!r} is signed by that user or by the genesis key"
 
 
 @dataclass(frozen=True)
@@ -102,6 +150,9 @@ class RegisteredKey:
         Seq of the ``key_revoked`` entry, if any.
     endorsed_by : str or None
         Key id that endorsed the registration (None for a user's first key).
+    role : str
+        ``person`` or ``machine`` (see :data:`clinval.ledger.ROLES`); registrations that
+        state no role are a person's.
     """
 
     key_id: str
@@ -111,6 +162,21 @@ class RegisteredKey:
     added_seq: int
     revoked_seq: int | None = None
     endorsed_by: str | None = None
+    role: str = "person"
+
+    @classmethod
+    def from_key_added(cls, seq: int, body: dict[str, Any]) -> RegisteredKey:
+        """The key a well-formed ``key_added`` body at ``seq`` registers."""
+        endorsement = body.get("endorsement")
+        return cls(
+            key_id=body["key_id"],
+            user_id=body["user_id"],
+            printed_name=body["printed_name"],
+            public_key=b64decode_exact(body["public_key"], 32) or b"",
+            added_seq=seq,
+            endorsed_by=None if endorsement is None else endorsement["key"],
+            role=body.get("role", "person"),
+        )
 
     def active_at(self, seq: int) -> bool:
         """Return whether an entry at ``seq`` may be signed with this key."""
@@ -121,6 +187,24 @@ def endorsement_message(*, user_id: str, key_id: str, public_key_b64: str) -> by
     """Return the bytes an endorsing key signs to vouch for a new key of ``user_id``."""
     statement = {"key_id": key_id, "public_key": public_key_b64, "user_id": user_id}
     return ENDORSE_DOMAIN + canonical(statement)
+
+
+def role_problem(kind: str, key: RegisteredKey) -> str | None:
+    """Return why ``key`` may not sign an entry of ``kind`` (its role), or None.
+
+    The one definition of "the machine identity cannot sign": used by the ledger's rules,
+    by :func:`clinval.ledger.check_excerpt` and so by every consumer of either.
+    """
+    if kind in PERSON_KINDS and key.role != "person":
+        return MSG_ROLE_PERSON.format(key=key.key_id, user=key.user_id, kind=kind)
+    if kind in MACHINE_KINDS and key.role != "machine":
+        return MSG_ROLE_MACHINE.format(key=key.key_id, user=key.user_id, kind=kind)
+    return None
+
+
+def name_key(printed_name: str) -> str:
+    """How two printed names are compared: NFKC, case-folded, single spaces."""
+    return " ".join(unicodedata.normalize("NFKC", printed_name).casefold().split())
 
 
 def _text(value: Any, limit: int = 10_000) -> bool:
@@ -141,12 +225,15 @@ class ChainState:
         self.keys_of_user: dict[str, list[str]] = {}
         self.genesis_key: str | None = None
         self.signatures: dict[tuple[str, str, str], int] = {}
+        self.names: dict[str, str] = {}
+        self.decidable: set[int] = set()
+        self.decided: dict[int, tuple[int, str]] = {}
         self._public_keys: dict[str, Ed25519PublicKey] = {}
         # Indexes for `record_run`: what has already been recorded.
         self.last_run_lock: str | None = None
         self.alert_ids: set[str] = set()
         self.pull_alert_ids: set[str] = set()
-        self.candidate_ids: set[str] = set()
+        self.retrain_facts: set[str] = set()
 
     # -- keys ----------------------------------------------------------------------
     def public_key(self, key_id: str) -> Ed25519PublicKey:
@@ -191,6 +278,8 @@ class ChainState:
             return self._check_key_revoked(entry)
         if kind == "esig":
             return self._check_esig(entry)
+        if kind == "access_failure":
+            return self._check_access_failure(entry)
         return None
 
     def _check_signer(self, entry: dict[str, Any]) -> Rejection | None:
@@ -212,11 +301,14 @@ class ChainState:
                     key=key_id, owner=registered.user_id, revoked=registered.revoked_seq
                 ),
             )
+        problem = role_problem(entry["kind"], registered)
+        if problem is not None:
+            return Rejection(ErrorCode.UNAUTHORIZED, problem)
         return None
 
     def _check_key_added(self, entry: dict[str, Any]) -> Rejection | None:
         body = entry["body"]
-        problem = _key_body_problem(body)
+        problem = key_body_problem(body)
         if problem is not None:
             return Rejection(ErrorCode.MALFORMED, MSG_KEY_BODY.format(problem=problem))
         if entry["key"] != body["key_id"]:
@@ -233,7 +325,13 @@ class ChainState:
                 MSG_KEY_EXISTS.format(key=body["key_id"], seq=existing.added_seq),
             )
         user = body["user_id"]
+        rejection = self._check_identity(body)
+        if rejection is not None:
+            return rejection
         endorsement = body.get("endorsement")
+        first_machine_key = body.get("role") == "machine" and entry["seq"] != 0 and not self.keys_of_user.get(user)
+        if first_machine_key and (endorsement is None or endorsement["key"] != self.genesis_key):
+            return Rejection(ErrorCode.UNAUTHORIZED, MSG_MACHINE_ENDORSEMENT.format(user=user))
         if endorsement is None:
             if self.keys_of_user.get(user):
                 return Rejection(ErrorCode.UNAUTHORIZED, MSG_NEEDS_ENDORSEMENT.format(user=user))
@@ -254,6 +352,34 @@ class ChainState:
             self.public_key(endorser.key_id).verify(signature, message)
         except InvalidSignature:
             return Rejection(ErrorCode.UNAUTHORIZED, MSG_BAD_ENDORSEMENT)
+        return None
+
+    def _check_identity(self, body: dict[str, Any]) -> Rejection | None:
+        """A user keeps its role, and a printed name stays with one user id."""
+        user, role = body["user_id"], body.get("role", "person")
+        first = self.keys_of_user.get(user)
+        if first and self.keys[first[0]].role != role:
+            other = self.keys[first[0]].role
+            return Rejection(
+                ErrorCode.UNAUTHORIZED, MSG_ROLE_CHANGED.format(user=user, role=other, other=role)
+            )
+        owner = self.names.get(name_key(body["printed_name"]))
+        if owner is not None and owner != user:
+            seq = self.keys[self.keys_of_user[owner][0]].added_seq
+            return Rejection(
+                ErrorCode.UNAUTHORIZED,
+                MSG_NAME_TAKEN.format(name=body["printed_name"], owner=owner, seq=seq),
+            )
+        return None
+
+    def _check_access_failure(self, entry: dict[str, Any]) -> Rejection | None:
+        body = entry["body"]
+        user = body.get("user_id")
+        if not isinstance(user, str) or not isinstance(body.get("attempts"), list):
+            problem = "must name a user_id and list its attempts"
+            return Rejection(ErrorCode.MALFORMED, MSG_ACCESS_BODY.format(problem=problem))
+        if entry["actor"] != user and entry["key"] != self.genesis_key:
+            return Rejection(ErrorCode.UNAUTHORIZED, MSG_ACCESS_SIGNER.format(user=user))
         return None
 
     def _check_key_revoked(self, entry: dict[str, Any]) -> Rejection | None:
@@ -279,7 +405,7 @@ class ChainState:
 
     def _check_esig(self, entry: dict[str, Any]) -> Rejection | None:
         body = entry["body"]
-        problem = _esig_body_problem(body)
+        problem = esig_body_problem(body)
         if problem is not None:
             return Rejection(ErrorCode.MALFORMED, MSG_ESIG_BODY.format(problem=problem))
         registered = self.keys[entry["key"]]
@@ -313,6 +439,12 @@ class ChainState:
                     actor=triple[0], digest=triple[1], meaning=triple[2], first=first
                 ),
             )
+        decided = self.decided.get(target.get("seq", -1))
+        if body["meaning"] in DECISIONS and decided is not None:
+            return Rejection(
+                ErrorCode.DUPLICATE_DECISION,
+                MSG_DECIDED.format(target=target["seq"], decision=decided[1], first=decided[0]),
+            )
         return None
 
     # -- state update --------------------------------------------------------------
@@ -320,33 +452,24 @@ class ChainState:
         """Record an entry that passed :meth:`check` and whose stored line hashes to ``digest``."""
         seq, kind, body = entry["seq"], entry["kind"], entry["body"]
         if kind == "key_added":
-            endorsement = body.get("endorsement")
-            registered = RegisteredKey(
-                key_id=body["key_id"],
-                user_id=body["user_id"],
-                printed_name=body["printed_name"],
-                public_key=b64decode_exact(body["public_key"], 32) or b"",
-                added_seq=seq,
-                endorsed_by=None if endorsement is None else endorsement["key"],
-            )
+            registered = RegisteredKey.from_key_added(seq, body)
             self.keys[registered.key_id] = registered
             self.keys_of_user.setdefault(registered.user_id, []).append(registered.key_id)
+            self.names.setdefault(name_key(registered.printed_name), registered.user_id)
             if seq == 0:
                 self.genesis_key = registered.key_id
         elif kind == "key_revoked":
             old = self.keys[body["key_id"]]
-            self.keys[old.key_id] = RegisteredKey(
-                key_id=old.key_id,
-                user_id=old.user_id,
-                printed_name=old.printed_name,
-                public_key=old.public_key,
-                added_seq=old.added_seq,
-                revoked_seq=seq,
-                endorsed_by=old.endorsed_by,
-            )
+            self.keys[old.key_id] = dataclasses.replace(old, revoked_seq=seq)
         elif kind == "esig":
             triple = (entry["actor"], body["target"]["sha256"], body["meaning"])
             self.signatures[triple] = seq
+            target = body["target"].get("seq")
+            if body["meaning"] in DECISIONS and target in self.decidable:
+                self.decided.setdefault(target, (seq, body["meaning"]))
+        elif kind in DECIDABLE_KINDS:
+            self.decidable.add(seq)
+            self._index_record(kind, body)
         else:
             self._index_record(kind, body)
         self.digests.append(digest)
@@ -362,16 +485,26 @@ class ChainState:
             self.alert_ids.add(body["alert_id"])
         elif kind == "data_pull" and isinstance(body.get("alert_id"), str):
             self.pull_alert_ids.add(body["alert_id"])
-        elif kind == "retrain" and isinstance(body.get("candidate_id"), str):
-            self.candidate_ids.add(body["candidate_id"])
+        elif kind == "retrain":
+            self.retrain_facts.add(retrain_fingerprint(body))
 
 
-def _key_body_problem(body: dict[str, Any]) -> str | None:
+def retrain_fingerprint(body: dict[str, Any]) -> str:
+    """What makes two ``retrain`` entries the same record: everything but where it was read."""
+    facts = {name: value for name, value in body.items() if name not in ("report", "source")}
+    return sha256_hex(canonical(facts))
+
+
+def key_body_problem(body: dict[str, Any]) -> str | None:
+    """Return what is wrong with a ``key_added`` body on its own, or None."""
     required = {"algorithm", "key_id", "printed_name", "public_key", "user_id"}
-    if not required <= set(body) or not set(body) <= required | {"endorsement"}:
-        return f"must have members {sorted(required)} and optionally 'endorsement'"
+    optional = {"endorsement", "role"}
+    if not required <= set(body) or not set(body) <= required | optional:
+        return f"must have members {sorted(required)} and optionally {sorted(optional)}"
     if body["algorithm"] != "ed25519":
         return "algorithm must be 'ed25519'"
+    if body.get("role", "person") not in ROLES:
+        return f"role must be one of {', '.join(ROLES)}"
     if not isinstance(body["user_id"], str) or not ACTOR_PATTERN.fullmatch(body["user_id"]):
         return "user_id is not a valid user id"
     if not _text(body["printed_name"], MAX_PRINTED_NAME):
@@ -398,7 +531,8 @@ def _key_body_problem(body: dict[str, Any]) -> str | None:
     return None
 
 
-def _esig_body_problem(body: dict[str, Any]) -> str | None:
+def esig_body_problem(body: dict[str, Any]) -> str | None:
+    """Return what is wrong with an ``esig`` body on its own, or None."""
     if set(body) != {"meaning", "printed_name", "reason", "target"}:
         return "must have exactly members meaning, printed_name, reason, target"
     if body["meaning"] not in MEANINGS:

@@ -10,7 +10,6 @@ from typing import Any, Iterator, Protocol
 
 import rfc8785
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from filelock import FileLock, Timeout
 
@@ -29,7 +28,6 @@ from clinval.ledger._encoding import (
     utc_now,
 )
 from clinval.ledger._entry import (
-    MAX_LINE_BYTES,
     SIGNATURE_BYTES,
     Entry,
     seal_canonical,
@@ -37,6 +35,7 @@ from clinval.ledger._entry import (
     signed_message,
 )
 from clinval.ledger._errors import ErrorCode, LedgerError
+from clinval.ledger._keys import key_export
 from clinval.ledger._state import ChainState, RegisteredKey
 
 __all__ = ["Ledger", "Signs", "file_references"]
@@ -53,7 +52,6 @@ MSG_TORN = (
 )
 MSG_DAMAGED = "stored line is damaged ({reason}); run `clinval audit verify`"
 MSG_BODY = "body cannot be stored: {reason}"
-MSG_TOO_LONG = "the entry would be {size} bytes; the limit is {limit}"
 MSG_RECOVER_COVERED = (
     "the incomplete last line is seq {seq}, but checkpoint {path} vouches for {size} "
     "entries: this is not a crash, refusing to truncate"
@@ -130,6 +128,11 @@ class Ledger:
     def keys_dir(self) -> Path | None:
         """The public-key export directory, or None."""
         return self._keys_dir
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        """The checkpoint the writer replaces after every append (``latest.json``), or None."""
+        return None if self._checkpoint_dir is None else self._checkpoint_dir / CHECKPOINT_FILE
 
     # -- reading -------------------------------------------------------------------
     def entries(self) -> Iterator[Entry]:
@@ -260,8 +263,12 @@ class Ledger:
         """Hold the ledger's exclusive file lock (re-entrant within this object).
 
         With ``reading``, a lock that cannot be created (a read-only copy handed to an
-        auditor) is skipped: readers ignore an incomplete last line anyway.
+        auditor), or a ledger that does not exist, is skipped: readers ignore an
+        incomplete last line anyway, and reading must leave no file behind.
         """
+        if reading and not self._path.exists():
+            yield
+            return
         try:
             if not reading:
                 self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -356,6 +363,10 @@ class Ledger:
             raise LedgerError(MSG_BODY.format(reason=problem), code=ErrorCode.MALFORMED, seq=seq)
         try:
             unsigned_bytes = rfc8785.dumps(unsigned)
+        except RecursionError:
+            raise LedgerError(
+                MSG_BODY.format(reason="nested too deeply"), code=ErrorCode.NOT_CANONICAL, seq=seq
+            ) from None
         except (rfc8785.CanonicalizationError, UnicodeEncodeError, TypeError) as exc:
             raise LedgerError(
                 MSG_BODY.format(reason=exc), code=ErrorCode.MALFORMED, seq=seq
@@ -365,13 +376,13 @@ class Ledger:
         if rejection is not None:
             raise LedgerError(rejection.message, code=rejection.code, seq=seq)
         line = seal_canonical(unsigned_bytes, signer.sign)
-        if len(line) + 1 > MAX_LINE_BYTES:
+        try:
+            # The verifier's own parser: the writer stores nothing the verifier refuses.
+            value = parse_canonical(line)
+        except NotCanonical as exc:
             raise LedgerError(
-                MSG_TOO_LONG.format(size=len(line) + 1, limit=MAX_LINE_BYTES),
-                code=ErrorCode.MALFORMED,
-                seq=seq,
-            )
-        value = json.loads(line)
+                MSG_BODY.format(reason=exc), code=ErrorCode.NOT_CANONICAL, seq=seq
+            ) from None
         self._check_own_signature(value, line, signer)
         self._write_line(line)
         digest = sha256_hex(line)
@@ -441,22 +452,9 @@ class Ledger:
     def _export_public_key(self, key: RegisteredKey) -> None:
         assert self._keys_dir is not None
         self._keys_dir.mkdir(parents=True, exist_ok=True)
-        pem = (
-            Ed25519PublicKey.from_public_bytes(key.public_key)
-            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-            .decode("ascii")
-        )
-        record = {
-            "added_seq": key.added_seq,
-            "key_id": key.key_id,
-            "printed_name": key.printed_name,
-            "public_key": b64encode(key.public_key),
-            "public_key_pem": pem,
-            "user_id": key.user_id,
-        }
         target = self._keys_dir / f"{key.key_id}.json"
         temp = target.with_suffix(".json.tmp")
-        temp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        temp.write_text(key_export(key), encoding="utf-8")
         os.replace(temp, target)
 
 

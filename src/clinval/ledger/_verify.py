@@ -26,9 +26,11 @@ from clinval.ledger._encoding import (
     sha256_hex,
 )
 from clinval.ledger._entry import shape_problem, signed_message
-from clinval.ledger._errors import ErrorCode
+from clinval.ledger._errors import ErrorCode, LedgerError
+from clinval.ledger._keys import key_export
 from clinval.ledger._state import ChainState
 from clinval.ledger._store import file_references
+from clinval.ledger._trust import TrustRoot, read_trust_root, trust_findings
 
 __all__ = ["VerifyResult", "verify"]
 
@@ -53,6 +55,8 @@ MSG_FILE_CHANGED = "file {path} hashes to {found}, not the {expected} recorded a
 MSG_FILE_PATH = "artifact reference cannot be checked: {problem}"
 MSG_DEEP_NEEDS_ROOT = "verify(deep=True) needs root, the directory artifact paths are relative to"
 MSG_CHANGED_WHILE_READING = "the ledger changed while its signatures were being checked"
+MSG_KEY_FILE_CHANGED = "exported key file {path} differs from the key the ledger registered at seq {seq}"
+MSG_KEY_FILE_UNKNOWN = "exported key file {path} names no key the ledger registered"
 
 # At the same seq, the more specific finding wins.
 _RANK_ENTRY, _RANK_SIGNATURE, _RANK_CHECKPOINT, _RANK_TAIL, _RANK_FILE = range(5)
@@ -80,6 +84,10 @@ class VerifyResult:
         The checkpoint that was checked, if any and readable.
     files_checked : int
         Artifact files re-hashed (``deep=True`` only).
+    genesis_key : str or None
+        Key id registered at seq 0: with ``size`` and ``head``, what a reviewer pins.
+    trust : TrustRoot or None
+        The trust root that was checked, if any and readable.
     """
 
     ok: bool
@@ -90,6 +98,12 @@ class VerifyResult:
     head: str | None
     checkpoint: Checkpoint | None = None
     files_checked: int = 0
+    genesis_key: str | None = None
+    trust: TrustRoot | None = None
+
+    def trusted(self, seq: int) -> bool:
+        """Whether entry ``seq`` was read and lies before the first problem found."""
+        return seq < self.size and (self.ok or (self.seq is not None and seq < self.seq))
 
     def __str__(self) -> str:
         if self.ok:
@@ -113,6 +127,8 @@ def verify(
     checkpoint: str | os.PathLike[str] | None = None,
     root: str | os.PathLike[str] | None = None,
     workers: int | None = None,
+    trust: str | os.PathLike[str] | None = None,
+    keys_dir: str | os.PathLike[str] | None = None,
 ) -> VerifyResult:
     """Check a ledger file offline and report the first problem.
 
@@ -137,10 +153,23 @@ def verify(
     workers : int or None
         Processes for signature checks; None uses every available CPU for large
         ledgers, 1 checks in this process only.
+    trust : str or os.PathLike or None
+        A trust root kept off-system (``clinval audit witness``): seq 0 must register
+        its genesis key (else UNTRUSTED_ROOT) and the ledger must extend every head it
+        pins; its cosignatures must verify (else BAD_CHECKPOINT).
+    keys_dir : str or os.PathLike or None
+        The public-key export (``audit/keys``): every file in it must be exactly the
+        export of a key the ledger registered (else DIGEST_MISMATCH).
 
     Returns
     -------
     VerifyResult
+
+    Notes
+    -----
+    Files (``deep``, ``keys_dir``) are checked against digests the ledger holds, so a
+    problem with the ledger itself is always reported first: until the ledger
+    verifies, its digests vouch for nothing.
     """
     if deep and root is None:
         raise ValueError(MSG_DEEP_NEEDS_ROOT)
@@ -176,34 +205,34 @@ def verify(
         checked, finding = _check_checkpoint(Path(checkpoint), lines, state)
         if finding is not None:
             findings.append(finding)
+    pinned = None
+    if trust is not None:
+        pinned, trust_problems = _check_trust(Path(trust), lines, state)
+        findings.extend(trust_problems)
     files_checked = 0
-    if deep:
-        file_findings, files_checked = _check_files(Path(root or "."), references)
-        findings.extend(file_findings)
+    if not findings:
+        if deep:
+            file_findings, files_checked = _check_files(Path(root or "."), references)
+            findings.extend(file_findings)
+        if keys_dir is not None:
+            findings.extend(_check_key_files(Path(keys_dir), state))
     head = sha256_hex(lines[-1]) if lines else None
-    if findings:
-        first = min(findings)
-        seq = None if first.seq == float("inf") else int(first.seq)
-        return VerifyResult(
-            ok=False,
-            code=first.code,
-            seq=seq,
-            message=first.message,
-            size=len(lines),
-            head=head,
-            checkpoint=checked,
-            files_checked=files_checked,
-        )
-    message = MSG_OK.format(size=len(lines), head=head) if lines else MSG_EMPTY
+    first = min(findings) if findings else None
+    if first is None:
+        message = MSG_OK.format(size=len(lines), head=head) if lines else MSG_EMPTY
+    else:
+        message = first.message
     return VerifyResult(
-        ok=True,
-        code=None,
-        seq=None,
+        ok=first is None,
+        code=None if first is None else first.code,
+        seq=None if first is None or first.seq == float("inf") else int(first.seq),
         message=message,
         size=len(lines),
         head=head,
         checkpoint=checked,
         files_checked=files_checked,
+        genesis_key=state.genesis_key,
+        trust=pinned,
     )
 
 
@@ -436,6 +465,33 @@ def _check_checkpoint(
         message = MSG_CHECKPOINT_KEY.format(path=path, key=checkpoint.key, signer=checkpoint.signer)
         return checkpoint, _Finding(last, _RANK_CHECKPOINT, ErrorCode.BAD_CHECKPOINT, message)
     return checkpoint, None
+
+
+def _check_trust(path: Path, lines: list[bytes], state: ChainState) -> tuple[TrustRoot | None, list[_Finding]]:
+    try:
+        pinned = read_trust_root(path)
+    except LedgerError as exc:
+        return None, [_Finding(float("inf"), _RANK_CHECKPOINT, ErrorCode.BAD_CHECKPOINT, exc.message)]
+    found = trust_findings(pinned, lines, state.genesis_key)
+    return pinned, [_Finding(seq, _RANK_CHECKPOINT, code, message) for seq, code, message in found]
+
+
+def _check_key_files(directory: Path, state: ChainState) -> list[_Finding]:
+    """Every file of the public-key export must say exactly what the ledger registered."""
+    if not directory.is_dir():
+        return []
+    findings = []
+    present = {path.stem: path for path in directory.glob("*.json")}
+    for key_id, key in state.keys.items():
+        path = present.pop(key_id, None)
+        # A missing export vouches for nothing and misleads nobody; a present one must be exact.
+        if path is not None and path.read_text(encoding="utf-8", errors="replace") != key_export(key):
+            message = MSG_KEY_FILE_CHANGED.format(path=path, seq=key.added_seq)
+            findings.append(_Finding(key.added_seq, _RANK_FILE, ErrorCode.DIGEST_MISMATCH, message))
+    for path in present.values():
+        findings.append(_Finding(float("inf"), _RANK_FILE, ErrorCode.DIGEST_MISMATCH,
+                                 MSG_KEY_FILE_UNKNOWN.format(path=path)))
+    return findings
 
 
 # -- deep: artifacts ---------------------------------------------------------------
