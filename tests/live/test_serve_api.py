@@ -125,7 +125,13 @@ def test_a_promoted_model_is_in_force_when_the_ledger_says_so(live_root, study_r
 
     joblib.dump(promoted, folder / "model.joblib")
     path = (folder / "model.joblib").relative_to(live_root.root).as_posix()
-    live_root.open_ledger().append(kind="model_version", signer=live_root.signer(), body={
+    from clinval.ledger import register_key
+    from clinval.signing import Signer
+
+    ledger = live_root.open_ledger()
+    quality = Signer.ephemeral(user_id="qa", printed_name="Quinn Assurance")  # a promotion is a person's signature
+    register_key(ledger, signer=quality)
+    ledger.append(kind="model_version", signer=quality, body={
         "candidate_id": "recalibration-x", "model_file": {"path": path, "sha256": sha256_file(folder / "model.joblib")}})
     with serving(live_root) as (client, _):
         body = client.post("/v1/predict", json={"records": study_records[:10]}).json()
