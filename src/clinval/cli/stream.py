@@ -23,21 +23,24 @@ from __future__ import annotations
 import json
 import math
 import resource
+import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
 import pandas as pd
 
-from clinval import stream as streaming
 from clinval._io import atomic_write_text
 from clinval.cli._common import friendly
 from clinval.cli.drift import DriftInputError, _features_from_study, _json_value, _read_table, _settings, drift
 from clinval.drift import DriftSettings
 from clinval.privacy import DEFAULT_MIN_CELL_SIZE, suppressed_label
 from clinval.profile import build_reference_profile
+
+if TYPE_CHECKING:  # imported when the command runs: clinval.stream loads scikit-learn, slow for every other command
+    from clinval import stream as streaming
 
 __all__ = ["stream_command"]
 
@@ -50,6 +53,8 @@ _PERFORMANCE_SHOWN = ("AUROC", "Brier", "O/E", "calibration intercept", "calibra
 def _reference_risk(reference: pd.DataFrame, reference_path: Path, log: Path, columns: streaming.LogColumns,
                     reference_period: str) -> tuple[np.ndarray | None, str]:
     """Reference predicted risks and a sentence saying where they came from."""
+    from clinval import stream as streaming
+
     if columns.risk in reference.columns:
         values = pd.to_numeric(reference[columns.risk], errors="coerce").dropna().to_numpy(dtype=np.float64)
         return values, NOTE_REFERENCE_RISK.format(n=values.size, source=f"'{reference_path}' column '{columns.risk}'")
@@ -146,6 +151,8 @@ def stream_command(log: Path, reference_path: Path, study_path: Path, params_pat
                    label_column: str, risk_column: str, reference_period: str, confidence: float, min_cell_size: int,
                    batch_rows: int, out_path: Path | None) -> None:
     """Per-period drift and performance of LOG (Parquet), read in bounded memory."""
+    from clinval import stream as streaming
+
     started = time.perf_counter()
     settings = _settings(params_path)
     if not study_path.exists():
@@ -166,7 +173,7 @@ def stream_command(log: Path, reference_path: Path, study_path: Path, params_pat
     del reference
     profile = streaming.build_stream_profile(features, prediction=prediction)
     total = streaming.count_log_rows(log)
-    with click.progressbar(length=total, label=f"Reading {log.name}", file=click.get_text_stream("stderr"),
+    with click.progressbar(length=total, label=f"Reading {log.name}", file=sys.stderr,
                            show_pos=True) as bar:
         summary = streaming.summarise_log(log, profile, columns=columns, batch_rows=batch_rows, on_batch=bar.update)
     tables = streaming.stream_tables(profile, summary, settings=settings, confidence=confidence)
@@ -181,7 +188,8 @@ def stream_command(log: Path, reference_path: Path, study_path: Path, params_pat
     click.echo(f"Intervals: {confidence:.0%}; AUROC DeLong on the risk grid, O/E delta method, calibration Wald.")
     read = {"rows": summary.n_rows, "rows_without_period": summary.n_without_period, "batches": summary.n_batches,
             "largest_batch": summary.largest_batch, "seconds": round(seconds, 3), "peak_rss_bytes": peak}
-    click.echo(f"Read {summary.n_rows:,} rows in {summary.n_batches} batches (at most {summary.largest_batch:,} rows each) "
+    batches = f"{summary.n_batches} batch{'' if summary.n_batches == 1 else 'es'}"
+    click.echo(f"Read {summary.n_rows:,} rows in {batches} (at most {summary.largest_batch:,} rows each) "
                f"in {seconds:.1f} s ({summary.n_rows / max(seconds, 1e-9):,.0f} rows/s); peak RSS {peak / 2**20:,.0f} MB.")
     if summary.n_without_period:
         click.echo(f"{summary.n_without_period:,} rows have no {period_column} and were left out.")
