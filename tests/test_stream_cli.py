@@ -118,3 +118,11 @@ def test_missing_files_are_named(files):
     result = _run(root / "log.parquet", "--reference", root / "reference.parquet", "--study", root / "missing.yaml")
     assert result.exit_code == 2 and "missing.yaml" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_bad_reference_risk_is_named(files, tmp_path):
+    root, reference, _ = files
+    bad = tmp_path / "bad_reference.parquet"
+    reference.assign(predicted_risk=reference["predicted_risk"] + 1).to_parquet(bad, index=False)
+    result = _run(root / "log.parquet", "--reference", bad, "--study", root / "study.yaml")
+    assert result.exit_code == 2 and "bad_reference.parquet" in result.output and "'predicted_risk'" in result.output

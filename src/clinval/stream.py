@@ -1003,7 +1003,7 @@ def performance_table(counts: PeriodCounts, *, confidence: float = 0.95) -> pd.D
 
 
 # --------------------------------------------------------------------------- all periods
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class StreamTables:
     """All periods of a streamed log, long format (a leading ``period`` column).
 

@@ -56,7 +56,11 @@ def _reference_risk(reference: pd.DataFrame, reference_path: Path, log: Path, co
     from clinval import stream as streaming
 
     if columns.risk in reference.columns:
-        values = pd.to_numeric(reference[columns.risk], errors="coerce").dropna().to_numpy(dtype=np.float64)
+        try:
+            values = streaming._risks(reference, columns.risk, None)  # the log's rule for risks
+        except (TypeError, ValueError) as error:
+            raise DriftInputError(f"{reference_path}: {error}") from None
+        values = values[~np.isnan(values)]
         return values, NOTE_REFERENCE_RISK.format(n=values.size, source=f"'{reference_path}' column '{columns.risk}'")
     try:
         values = streaming.read_reference_risk(log, columns=columns, reference_period=reference_period)
