@@ -37,6 +37,7 @@ def _register() -> None:
     from clinval.cli.review import review
     from clinval.cli.predictions import outcomes, predictions
     from clinval.cli.serve import serve
+    from clinval.cli.stream import stream_command  # noqa: F401 - registers `clinval drift stream` on the drift group
 
     for command in (study, prepare, train, score, notebook, report, drift, review, model, audit, keys, sign, repro,
                     serve, predictions, outcomes, metrics, monitor):
