@@ -118,6 +118,23 @@ def test_no_gap_is_flagged_at_most_at_the_nominal_rate():
     assert tolerant == 0
 
 
+def test_small_group_without_a_gap_is_too_wide_to_judge_never_flagged():
+    """Issue 11: a group of 40 whose sample sensitivity is 1 got a [1, 1] bootstrap interval
+    and a flag. The score interval cannot collapse: the gap is reported as too wide to judge."""
+    rng = np.random.default_rng(8)
+    log = simulate({"m": 400, "f": 40}, seed=8)
+    women = log["sex"] == "f"
+    log.loc[women & (log["label"] == 1), "predicted_risk"] = rng.uniform(0.2, 0.9, int((women & (log["label"] == 1)).sum()))
+    settings = make_settings(threshold=0.15, flag_metrics=("sensitivity",))  # the reference group's sensitivity is ~0.9
+    table = fairness.disparities(log, attribute="sex", settings=settings)
+    row = _row(table, "f", "sensitivity")
+    groups = fairness.group_metrics(log, attribute="sex", settings=settings)
+    women_sensitivity = groups[(groups["group"] == "f") & (groups["metric"] == "sensitivity")].iloc[0]
+    assert women_sensitivity["value"] == 1.0 and women_sensitivity["lower"] < 0.8  # every event caught, yet no point interval
+    assert not row["flagged"] and row["lower"] < 0 < row["upper"]
+    assert "too wide to judge" in row["sentence"]
+
+
 def test_metrics_outside_flag_metrics_are_reported_not_flagged():
     log = simulate({"m": 600, "f": 500}, seed=1, miss_events={"f": 0.6})
     table = fairness.disparities(log, attribute="sex", settings=make_settings(flag_metrics=("auroc",)))

@@ -898,8 +898,8 @@ def _sentence(*, measure: str, metric: str, who: str, ref: str, value: float, lo
     elif metric not in settings.flag_metrics:
         verdict = f"; {name} is reported, not flagged."
     elif _too_wide(measure, metric, lower, upper, settings):
-        verdict = ("; the interval holds both no gap and a gap beyond the tolerance: too few patients to judge, "
-                   "so it is not flagged.")
+        verdict = ("; the interval holds both no gap and a gap beyond the tolerance, too wide to judge at this "
+                   "group size, so it is not flagged.")
     elif measure == RATIO:
         verdict = (f"; the interval does not lie entirely outside {settings.tolerance_ratio:g} to "
                    f"{1 / settings.tolerance_ratio:.3g}, so it is not flagged.")
