@@ -556,7 +556,7 @@ def against_realised(estimates: pd.DataFrame, realised: dict[str, float] | None)
     out["realised"] = [(realised or {}).get(m, math.nan) for m in out["metric"]]
     comparable = out["realised"].notna() & out["lower"].notna() & out["upper"].notna()
     beyond = (out["realised"] < out["lower"]) | (out["realised"] > out["upper"])
-    out["outside"] = [bool(b) if c else None for b, c in zip(beyond, comparable)]
+    out["outside"] = pd.Series([bool(b) if c else None for b, c in zip(beyond, comparable)], index=out.index, dtype=object)
     return out
 
 
