@@ -116,6 +116,7 @@ import pandas as pd
 from scipy import special, stats
 from scipy.spatial.distance import jensenshannon
 
+from clinval.intervals import difference_interval, rate_interval
 from clinval.profile import (
     CategoricalPeriodSummary,
     CategoricalProfile,
@@ -833,15 +834,6 @@ def _binary_labels(y: Any, what: str) -> tuple[np.ndarray, int]:
     return kept.to_numpy().astype(np.int64), int(missing.sum())
 
 
-def _wilson(k: int, n: int, confidence: float) -> tuple[float, float]:
-    z = float(stats.norm.ppf(0.5 + confidence / 2.0))
-    p = k / n
-    denominator = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z / denominator * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def label_prevalence(y: Any, *, confidence: float = 0.95) -> LabelPrevalence:
     """Label prevalence with a Wilson score interval.
 
@@ -863,7 +855,7 @@ def label_prevalence(y: Any, *, confidence: float = 0.95) -> LabelPrevalence:
     if n == 0:
         nan = float("nan")
         return LabelPrevalence(n, k, n_missing, nan, nan, nan, confidence, "wilson", INSUFFICIENT + REASON_NO_LABELS)
-    low, high = _wilson(k, n, confidence)
+    low, high = rate_interval(k, n, confidence=confidence)
     return LabelPrevalence(n, k, n_missing, k / n, low, high, confidence, "wilson", STATUS_OK)
 
 
@@ -882,10 +874,9 @@ def compare_label_prevalence(reference_labels: Any, current_labels: Any, *, conf
         which = "reference" if reference.status != STATUS_OK else "current period"
         nan = float("nan")
         return LabelPrevalenceShift(reference, current, nan, nan, nan, nan, INSUFFICIENT + f"{REASON_NO_LABELS} in the {which}")
-    p1, p2 = reference.prevalence, current.prevalence
-    difference = p2 - p1
-    low = difference - math.sqrt((p2 - current.ci_low) ** 2 + (reference.ci_high - p1) ** 2)
-    high = difference + math.sqrt((current.ci_high - p2) ** 2 + (p1 - reference.ci_low) ** 2)
+    difference = current.prevalence - reference.prevalence
+    low, high = difference_interval((current.prevalence, current.ci_low, current.ci_high),
+                                    (reference.prevalence, reference.ci_low, reference.ci_high))
     table = [[reference.n_positive, reference.n - reference.n_positive], [current.n_positive, current.n - current.n_positive]]
     p_value = float(stats.fisher_exact(table).pvalue)
     return LabelPrevalenceShift(reference, current, difference, low, high, p_value, STATUS_OK)
