@@ -503,9 +503,13 @@ def _ks_test(
     else:
         en = float(m) * float(n) / (float(m) + float(n))
         p = float(np.clip(_kstwo_sf(d, int(np.round(en))), 0.0, 1.0))
-    distinct = np.union1d(reference, current).size
-    if distinct <= _KS_DISCRETE_MAX_VALUES and 2 * distinct < m + n and p >= 1.0 / (_KS_PERMUTATIONS + 1):
-        p = _ks_discrete_pvalue(*_pooled_counts(reference, reference_counts, current, current_counts))
+    # heavily tied: the reference is stored as distinct values (at most half as many as values)
+    # and the current sample is too, or small; checked in that order so continuous columns cost nothing
+    tied = reference_counts is not None and (current_counts is not None or current.size <= _KS_EXACT_MAX_N)
+    if tied and p >= 1.0 / (_KS_PERMUTATIONS + 1):
+        distinct = np.union1d(reference, current).size
+        if distinct <= _KS_DISCRETE_MAX_VALUES and 2 * distinct < m + n:
+            p = _ks_discrete_pvalue(*_pooled_counts(reference, reference_counts, current, current_counts))
     return d, p, w1
 
 

@@ -51,11 +51,13 @@ selection rate), Newcombe's (2006) score interval for AUROC, the delta-method in
 :func:`clinval.performance.calibration_slope`. A disparity's interval combines the two
 groups' intervals by MOVER (for a difference of rates this is Newcombe's 1998 method 10;
 MOVER-R for a ratio); the equalized-odds difference uses Bonferroni-adjusted component
-intervals. Simulated with known truth (``bench/fairness_validity.py``), a group of 40
-patients (about 10 events) is covered at least 95% of the time and its gap to a group of
-400 is falsely flagged far less than 5% of the time; the percentile bootstrap used before
-covered 88% and flagged 10%, because it collapsed to [1, 1] whenever the small group's
-sample sensitivity was 1. No resampling: the audit is a pure function of the data.
+intervals. Simulated with known truth (``bench/fairness_validity.py``), the intervals of a
+group of 40 patients (about 11 events) cover the truth in 94-97% of periods, metric by
+metric, and its gaps to a group of 400 with the same performance are flagged in at most
+2.5% of comparisons (sensitivity: 0.5%); the percentile bootstrap used before covered the
+sensitivity in 89% and flagged 6.7% (equalized odds 8.7%), because it collapsed to [1, 1]
+whenever the small group's sample sensitivity was 1. No resampling: the audit is a pure
+function of the data, and about twice as fast.
 
 Why not ``MetricFrame(n_boot=...)``: fairlearn's bootstrap resamples the whole table and
 has the same percentile-interval collapse in small groups.

@@ -27,7 +27,7 @@ sigma; the Markov chain is averaged over ``c`` (Gauss-Hermite) and ``s`` (Gauss-
 When ``false_alarm`` is given the limit (``h`` or ``L``) is the larger of the textbook one
 and the one that keeps the probability of any false signal within the charted periods at
 ``false_alarm``; the chart states that probability and the unconditional ARL0 at the
-limit used. The chosen limits are checked by simulation in ``bench/drift_validity.py``.
+limit used. The chosen limits are checked by simulation in ``bench/monitoring_validity.py``.
 
 Public API
 ----------
