@@ -82,7 +82,7 @@ def test_the_data_quality_trigger_fires_on_missing_rates_and_new_categories_only
         "missing_rate_current": [0.45, 0.0, 0.31, 0.0], "unseen_categories": [0, 1, 0, 0], "unseen_rate": [0.0, 0.01, 0.0, 0.0],
     })
     calibrated = _performance({"2001": (1.0, 0.9, 1.1), "2002": (1.0, 0.9, 1.1)})
-    alerts = pccp.drift_alerts(plan, log=_log(), performance=calibrated, reference_performance=pd.DataFrame(
+    alerts = pccp.drift_alerts(plan.triggers, log=_log(), performance=calibrated, reference_performance=pd.DataFrame(
         [{"metric": "AUROC", "value": 0.7, "status": "ok"}]), drift=drift)
     quality = [a for a in alerts if a.trigger == "data_quality_drift"]
     assert [a.period for a in quality] == ["2001"]

@@ -424,6 +424,8 @@ def _ks_discrete_pvalue(reference_counts: np.ndarray, current_counts: np.ndarray
     Under no drift the current sample is a random subset of the pooled values, so its
     counts per distinct value are multivariate hypergeometric given the pooled counts.
     """
+    keep = (reference_counts + current_counts) > 0  # values neither sample holds change nothing, not even the seed
+    reference_counts, current_counts = reference_counts[keep], current_counts[keep]
     m, n = int(reference_counts.sum()), int(current_counts.sum())
     pooled = reference_counts + current_counts
     seed = zlib.crc32(np.concatenate((reference_counts, current_counts)).astype(np.int64).tobytes())
