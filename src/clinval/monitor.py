@@ -70,16 +70,7 @@ class MonitoringReport:
         """The main results in plain language, one sentence each."""
         out = []
         ref = self.reference_performance.set_index("metric")
-        prev = self.prevalence[self.prevalence["status"] == "ok"]
-        if not prev.empty:
-            last = prev.iloc[-1]
-            ref_rate = last["prevalence"] - last["difference"]
-            direction = "fell" if last["difference"] < 0 else "rose"
-            out.append(
-                f"The outcome rate {direction} from {ref_rate:.1%} in the reference period to {last['prevalence']:.1%} in "
-                f"{last['period']} (difference {last['difference'] * 100:+.1f} points, 95% CI {last['difference_lower'] * 100:+.1f} "
-                f"to {last['difference_upper'] * 100:+.1f}; Fisher p = {last['p_value']:.2g})."
-            )
+        out += _outcome_rate_findings(self.prevalence[self.prevalence["status"] == "ok"])
         risk = self.predictions["mean_predicted_risk"]
         out.append(f"The model's mean predicted risk ranged from {risk.min():.3f} to {risk.max():.3f} across production periods "
                    f"(reference hold-out {self.reference_mean_risk:.3f}).")
@@ -123,6 +114,26 @@ class MonitoringReport:
                         "drifted (FDR)": len(drifted), "which": ", ".join(drifted) or "none",
                         "missing rate changed": ", ".join(missing) or "none", "new categories": ", ".join(new) or "none"})
         return pd.DataFrame(out)
+
+
+def _outcome_rate_findings(prevalence: pd.DataFrame) -> list[str]:
+    """Every period whose outcome rate differs from the reference (Newcombe CI excludes 0), else the last one."""
+    if prevalence.empty:
+        return []
+    ref_rate = prevalence["prevalence"].iloc[0] - prevalence["difference"].iloc[0]
+
+    def change(r) -> str:
+        return (f"{r['period']} {r['prevalence']:.1%} (difference {r['difference'] * 100:+.1f} points, 95% CI "
+                f"{r['difference_lower'] * 100:+.1f} to {r['difference_upper'] * 100:+.1f}; Fisher p = {r['p_value']:.2g})")
+
+    shifted = prevalence[(prevalence["difference_lower"] > 0) | (prevalence["difference_upper"] < 0)]
+    if shifted.empty:
+        last = prevalence.iloc[-1]
+        return [f"The outcome rate of no production period differs from the reference's {ref_rate:.1%}; "
+                f"the last: {change(last)}."]
+    periods = "period" if len(shifted) == 1 else "periods"
+    return [f"The outcome rate differs from the reference's {ref_rate:.1%} in {len(shifted)} {periods}: "
+            + "; ".join(change(r) for _, r in shifted.iterrows()) + "."]
 
 
 def _data_quality_findings(features: pd.DataFrame) -> list[str]:

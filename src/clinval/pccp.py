@@ -42,6 +42,7 @@ __all__ = [
     "period_digest",
     "plan_from_params",
     "plan_fits_study",
+    "require_plan_fits_study",
     "plan_summary",
     "triggers_from_params",
 ]
@@ -480,6 +481,18 @@ def plan_fits_study(plan: ChangeControlPlan, *, features: Sequence[str], periods
         if unknown:
             problems.append(f"data_management.{name} {unknown} are not production periods of the study ({', '.join(periods)}).")
     return problems
+
+
+def require_plan_fits_study(plan: ChangeControlPlan, *, features: Sequence[str], periods: Sequence[str]) -> None:
+    """Raise :class:`PlanError` with every problem :func:`plan_fits_study` finds.
+
+    Called by each stage that reads the plan (``clinval study check`` before the pipeline,
+    building and evaluating candidates), so a plan left over from another study is refused
+    before anything is built, not after a signed approval.
+    """
+    problems = plan_fits_study(plan, features=features, periods=periods)
+    if problems:
+        raise PlanError("params/pccp.yaml does not fit the study: " + " ".join(problems))
 
 
 def _interval_text(value: float, lower: float, upper: float, status: str) -> str:

@@ -297,8 +297,13 @@ def observed_expected(y, risk, *, confidence: float = 0.95) -> Estimate:
     y, risk = _arrays(y, risk)
     observed, expected = float(y.sum()), float(risk.sum())
     method = "delta method on log(O/E)"
-    if observed == 0 or y.size == 0:
-        return _missing("O/E", method, y.size, "insufficient data: no observed events")
+    if y.size == 0 or expected == 0:
+        return _missing("O/E", method, y.size, _ERR_TOO_FEW.format(n=y.size, min_n=1))
+    if observed == 0:
+        # no event where some were expected is evidence, not a gap: O/E is 0 and the exact
+        # (Garwood) Poisson bound for a count of 0 gives the upper limit
+        upper = float(stats.chi2.ppf(0.5 + confidence / 2, 2)) / 2 / expected
+        return Estimate(metric="O/E", value=0.0, lower=0.0, upper=upper, method="exact Poisson bound (no events)", n=y.size)
     ratio = observed / expected
     se = math.sqrt((1 - observed / y.size) / observed)
     z = _z(confidence)

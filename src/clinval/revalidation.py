@@ -35,9 +35,16 @@ from sklearn.linear_model import LogisticRegression
 
 from clinval import performance
 from clinval._io import atomic_directory
-from clinval.data import Schema
+from clinval.data import REFERENCE, Schema
 from clinval.model import ModelCard, build_pipeline, feature_frame, score
-from clinval.pccp import ChangeControlPlan, CriterionResult, ModificationRefused, check_modification, evaluate_criteria
+from clinval.pccp import (
+    ChangeControlPlan,
+    CriterionResult,
+    ModificationRefused,
+    check_modification,
+    evaluate_criteria,
+    require_plan_fits_study,
+)
 from clinval.review import Approval, check_approval
 
 __all__ = [
@@ -131,6 +138,10 @@ def _fit(modification: str, *, locked, card: ModelCard, schema: Schema, rows: pd
     return pipeline, {"recipe": asdict(card.recipe)}
 
 
+def _production_periods(log: pd.DataFrame) -> list[str]:
+    return [str(p) for p in pd.unique(log["period"]) if p != REFERENCE]
+
+
 def build_candidates(
     *,
     approvals: Sequence[Approval],
@@ -149,6 +160,7 @@ def build_candidates(
     mapping ``{alert_id, reason}``: approvals that do not verify, alerts not in the current
     run, alerts without an allowed modification, or modifications the plan refuses.
     """
+    require_plan_fits_study(plan, features=schema.features, periods=_production_periods(log))
     current = {a["id"]: a for a in current_alerts}
     wanted: dict[str, list[Approval]] = {}
     automatic: dict[str, list[str]] = {}
@@ -258,6 +270,7 @@ def evaluate_candidate(
     ``groups`` holds sensitive-group columns aligned with ``log`` (one column per
     attribute) for the subgroup criterion.
     """
+    require_plan_fits_study(plan, features=schema.features, periods=_production_periods(log))
     rows = log[log["period"].isin(plan.sequestered_periods) & log["label"].notna()]
     y = rows["label"].astype(int).to_numpy()
     locked_risk = rows["predicted_risk"].to_numpy()
