@@ -43,6 +43,8 @@ from scipy.special import expit
 from sklearn.metrics import average_precision_score, brier_score_loss
 from sklearn.preprocessing import SplineTransformer
 
+from clinval.risk import logit
+
 __all__ = [
     "CBPE_METRICS",
     "CalibrationCurve",
@@ -65,7 +67,6 @@ __all__ = [
     "realised_metrics",
 ]
 
-_EPS = 1e-12
 OK = "ok"
 _ERR_ONE_CLASS = "insufficient data: only one outcome class ({n_pos} events, {n_neg} non-events)"
 _ERR_TOO_FEW = "insufficient data: {n} records (need at least {min_n})"
@@ -243,9 +244,7 @@ def prevalence(y, *, confidence: float = 0.95) -> Estimate:
 # ------------------------------------------------------------------ calibration
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, _EPS, 1 - _EPS)
-    return np.log(p / (1 - p))
+_logit = logit  # clinval.risk: one formula for fitting, scoring and serving
 
 
 def _glm(y: np.ndarray, exog: np.ndarray, offset: np.ndarray | None, cov_type: str = "nonrobust"):

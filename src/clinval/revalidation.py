@@ -46,6 +46,7 @@ from clinval.pccp import (
     require_plan_fits_study,
 )
 from clinval.review import Approval, check_approval
+from clinval.risk import logit, recalibrated
 
 __all__ = [
     "MODIFICATIONS",
@@ -72,9 +73,7 @@ class RecalibratedModel:
         self.locked, self.intercept, self.slope = locked, float(intercept), float(slope)
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
-        p = np.clip(self.locked.predict_proba(features)[:, 1], 1e-12, 1 - 1e-12)
-        z = self.intercept + self.slope * np.log(p / (1 - p))
-        q = 1 / (1 + np.exp(-z))
+        q = recalibrated(self.locked.predict_proba(features)[:, 1], self.intercept, self.slope)
         return np.column_stack([1 - q, q])
 
 
@@ -121,16 +120,11 @@ def _digest(frame: pd.DataFrame, columns: Sequence[str]) -> str:
     return hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-12, 1 - 1e-12)
-    return np.log(p / (1 - p))
-
-
 def _fit(modification: str, *, locked, card: ModelCard, schema: Schema, rows: pd.DataFrame):
     y = rows["label"].astype(int).to_numpy()
     if modification == "recalibration":
         # an unpenalised logistic regression (C = inf) of the outcome on the locked logit
-        fit = LogisticRegression(C=np.inf, max_iter=1000).fit(_logit(rows["predicted_risk"].to_numpy())[:, None], y)
+        fit = LogisticRegression(C=np.inf, max_iter=1000).fit(logit(rows["predicted_risk"].to_numpy())[:, None], y)
         intercept, slope = float(fit.intercept_[0]), float(fit.coef_[0, 0])
         return RecalibratedModel(locked, intercept, slope), {"intercept": round(intercept, 10), "slope": round(slope, 10)}
     pipeline = build_pipeline(schema, card.recipe)

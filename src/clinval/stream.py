@@ -106,6 +106,7 @@ from scipy import stats
 
 from clinval import drift as _drift
 from clinval import performance as _performance
+from clinval import risk as _risk
 from clinval.drift import RESULT_COLUMNS, DriftSettings
 from clinval.profile import (
     NumericProfile,
@@ -505,7 +506,7 @@ def _drift_counts(frame: pd.DataFrame, reference: ReferenceProfile, grids: Mappi
 
 def _risk_bins(risk: np.ndarray, resolution: int, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
     """Risk-grid bin of each risk and its (clipped) logit."""
-    logit = _performance._logit(risk)
+    logit = _risk.logit(risk)
     index = np.floor((logit + RISK_LOGIT_LIMIT) * resolution).astype(np.int64)
     return np.clip(index, 0, n_bins - 1), logit
 
