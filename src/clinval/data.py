@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from clinval._io import atomic_directory
+from clinval.vocabulary import REFERENCE
 from clinval.sources import CSV_ATTR, SOURCE_FILES_ATTR, EmbeddedSource, SourceError, duplicate_names, embedded_from_params, read_source
 
 __all__ = [
@@ -54,7 +55,6 @@ PERIOD_RULES = ("value", "year", "quarter", "month")
 one per calendar ``year``, ``quarter`` or ``month`` of a date column."""
 
 RESERVED_COLUMNS = ("record_id", "period", "label")
-REFERENCE = "reference"
 
 _ERR_PARAMS = "{params}: {problem}"
 _ERR_COLUMN = "{source}: column '{column}' {problem}{example}"

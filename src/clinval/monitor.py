@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 
 from clinval import drift, performance, spc
-from clinval.data import REFERENCE, PreparedStudy
+from clinval.data import PreparedStudy
 from clinval.fairness import INTERSECTION_SEPARATOR, sensitive_frame
 from clinval.profile import build_reference_profile
+from clinval.vocabulary import REFERENCE, STATUS_OK
 
 __all__ = ["MONITORED_METRICS", "MonitoringReport", "feature_shares", "monitor"]
 
@@ -70,11 +71,11 @@ class MonitoringReport:
         """The main results in plain language, one sentence each."""
         out = []
         ref = self.reference_performance.set_index("metric")
-        out += _outcome_rate_findings(self.prevalence[self.prevalence["status"] == "ok"])
+        out += _outcome_rate_findings(self.prevalence[self.prevalence["status"] == STATUS_OK])
         risk = self.predictions["mean_predicted_risk"]
         out.append(f"The model's mean predicted risk ranged from {risk.min():.3f} to {risk.max():.3f} across production periods "
                    f"(reference hold-out {self.reference_mean_risk:.3f}).")
-        oe = self.production_performance[(self.production_performance["metric"] == "O/E") & (self.production_performance["status"] == "ok")]
+        oe = self.production_performance[(self.production_performance["metric"] == "O/E") & (self.production_performance["status"] == STATUS_OK)]
         off = oe[(oe["upper"] < 1) | (oe["lower"] > 1)]
         if not off.empty:
             parts = ", ".join(f"{r['period']} {r['value']:.2f} ({r['lower']:.2f}-{r['upper']:.2f})" for _, r in off.iterrows())
@@ -82,8 +83,8 @@ class MonitoringReport:
             out.append(f"Observed/expected events exclude 1 in {len(off)} period(s): the model {word} risk there ({parts}).")
         elif not oe.empty:
             out.append("Observed/expected events include 1 in every labelled period: no evidence of miscalibration in the large.")
-        if "AUROC" in ref.index and ref.loc["AUROC", "status"] == "ok":
-            auc = self.production_performance[(self.production_performance["metric"] == "AUROC") & (self.production_performance["status"] == "ok")]
+        if "AUROC" in ref.index and ref.loc["AUROC", "status"] == STATUS_OK:
+            auc = self.production_performance[(self.production_performance["metric"] == "AUROC") & (self.production_performance["status"] == STATUS_OK)]
             if not auc.empty:
                 out.append(f"AUROC ranged from {auc['value'].min():.2f} to {auc['value'].max():.2f} in production "
                            f"(reference hold-out {ref.loc['AUROC', 'value']:.2f}, 95% CI {ref.loc['AUROC', 'lower']:.2f}-{ref.loc['AUROC', 'upper']:.2f}).")
@@ -110,7 +111,7 @@ class MonitoringReport:
             drifted = rows[rows["drifted"]]["feature"].astype(str).tolist()
             missing = rows[rows["missing_drifted"]]["feature"].astype(str).tolist()
             new = rows[rows["new_level_drifted"]]["feature"].astype(str).tolist()
-            out.append({"period": period, "features tested": int((rows["status"] == "ok").sum()),
+            out.append({"period": period, "features tested": int((rows["status"] == STATUS_OK).sum()),
                         "drifted (FDR)": len(drifted), "which": ", ".join(drifted) or "none",
                         "missing rate changed": ", ".join(missing) or "none", "new categories": ", ".join(new) or "none"})
         return pd.DataFrame(out)

@@ -44,6 +44,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss
 from sklearn.preprocessing import SplineTransformer
 
 from clinval.risk import logit
+from clinval.vocabulary import STATUS_OK
 
 __all__ = [
     "CBPE_METRICS",
@@ -67,7 +68,7 @@ __all__ = [
     "realised_metrics",
 ]
 
-OK = "ok"
+OK = STATUS_OK
 _ERR_ONE_CLASS = "insufficient data: only one outcome class ({n_pos} events, {n_neg} non-events)"
 _ERR_TOO_FEW = "insufficient data: {n} records (need at least {min_n})"
 _ERR_FEW_PER_CLASS = "insufficient data: {n_pos} events and {n_neg} non-events (need at least {k} of each)"

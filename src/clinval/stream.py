@@ -119,6 +119,7 @@ from clinval.profile import (
     _summarise_numeric_sorted,
     merge_summaries,
 )
+from clinval.vocabulary import REFERENCE, STATUS_OK
 
 __all__ = [
     "DRIFT_COLUMNS",
@@ -767,7 +768,7 @@ def count_log_rows(path: str | os.PathLike) -> int:
 
 
 def read_reference_risk(
-    path: str | os.PathLike, *, columns: LogColumns = LogColumns(), reference_period: str = "reference"
+    path: str | os.PathLike, *, columns: LogColumns = LogColumns(), reference_period: str = REFERENCE
 ) -> np.ndarray:
     """Predicted risks of the log's reference rows (e.g. the pipeline's hold-out), one pass.
 
@@ -1077,7 +1078,7 @@ class StreamTables:
         predictions = self.predictions.set_index("period") if len(self.predictions) else None
         for period, rows in self.features.groupby("period", sort=False):
             drifted = rows.loc[rows["drifted"], "feature"].astype(str).tolist()
-            entry = {"period": period, "rows": self.n_rows[period], "features tested": int(rows["status"].eq("ok").sum()),
+            entry = {"period": period, "rows": self.n_rows[period], "features tested": int(rows["status"].eq(STATUS_OK).sum()),
                      "drifted (FDR)": len(drifted), "which": ", ".join(drifted) or "none"}
             if predictions is not None and period in predictions.index:
                 entry["prediction drifted"] = bool(predictions.loc[period, "drifted"])

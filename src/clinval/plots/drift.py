@@ -10,6 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from clinval.plots import PALETTE
+from clinval.vocabulary import REFERENCE, STATUS_OK
 
 __all__ = ["category_shares", "control_charts", "drift_heatmap", "estimate_vs_realised", "metric_over_time"]
 
@@ -63,9 +64,9 @@ def metric_over_time(performance: pd.DataFrame, *, metrics: Sequence[str]) -> Fi
     axes = np.atleast_1d(fig.subplots(1, len(metrics)))
     for ax, metric in zip(axes, metrics):
         rows = performance[performance["metric"] == metric]
-        ref = rows[rows["period"] == "reference"]
-        prod = rows[(rows["period"] != "reference") & (rows["status"] == "ok")]
-        if not ref.empty and ref.iloc[0]["status"] == "ok":
+        ref = rows[rows["period"] == REFERENCE]
+        prod = rows[(rows["period"] != REFERENCE) & (rows["status"] == STATUS_OK)]
+        if not ref.empty and ref.iloc[0]["status"] == STATUS_OK:
             r = ref.iloc[0]
             ax.axhspan(r["lower"], r["upper"], color="grey", alpha=0.15, label="reference 95% CI")
             ax.axhline(r["value"], color="grey", lw=1)

@@ -19,8 +19,7 @@ import joblib
 
 from clinval._io import sha256_file, sha256_path
 from clinval.data import Schema
-from clinval.ledger import verify
-from clinval.ledger._checkpoint import CHECKPOINT_FILE
+from clinval.ledger import CHECKPOINT_FILE, verify
 from clinval.serve.scorer import CompiledScorer, compile_model
 
 __all__ = ["ModelInForce", "ServeRefused", "model_in_force"]
