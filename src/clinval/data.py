@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clinval import layout
 from clinval._io import atomic_directory
-from clinval.vocabulary import REFERENCE
 from clinval.sources import CSV_ATTR, SOURCE_FILES_ATTR, EmbeddedSource, SourceError, duplicate_names, embedded_from_params, read_source
+from clinval.vocabulary import REFERENCE
 
 __all__ = [
     "PERIOD_RULES",
@@ -98,7 +99,7 @@ class Study:
     period_rule: str
     reference: tuple[Any, Any]
     production: tuple[Any, Any]
-    params_path: str = "params/study.yaml"
+    params_path: str = layout.STUDY
     embedded: EmbeddedSource | None = None
     encoding: str = "utf-8"
 
@@ -171,7 +172,7 @@ def _bounds(value: Any, where: str, params: str) -> tuple[Any, Any]:
     return value["from"], value["to"]
 
 
-def study_from_params(params: Mapping[str, Any], *, params_path: str = "params/study.yaml") -> Study:
+def study_from_params(params: Mapping[str, Any], *, params_path: str = layout.STUDY) -> Study:
     """Check the structure of a parsed ``study.yaml`` and return a :class:`Study`.
 
     Raises

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clinval import layout
+
 __all__ = [
     "APPROVALS",
     "CRITERIA",
@@ -250,7 +252,7 @@ def _alert(trigger: Trigger, period: str, frame: pd.DataFrame, summary: str, evi
     aid = alert_id(trigger.name, period, period_digest(frame))
     return Alert(id=aid, kind=trigger.source, trigger=trigger.name, period=period, summary=summary,
                  modification=trigger.modification, n_records=int(len(frame)),
-                 queue_file=f"data/review_queue/{aid}.parquet", evidence=dict(evidence))
+                 queue_file=layout.queue_file(aid), evidence=dict(evidence))
 
 
 def _metric_row(performance: pd.DataFrame, period: str, metric: str) -> pd.Series | None:

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from clinval import performance
+from clinval import layout, performance
 from clinval._io import atomic_directory
 from clinval.data import REFERENCE, Schema
 from clinval.model import ModelCard, build_pipeline, feature_frame, score
@@ -211,7 +211,7 @@ def build_candidates(
             id=cid, modification=modification, alert_ids=tuple(sorted(alert_ids)),
             approved_by=tuple(sorted({a.signer for a in approved})) or ("automatic (per plan)",),
             training_periods=tuple(plan.training_periods),
-            n_train=int(len(rows)), training_data_digest=digest, model_file=f"models/candidates/{cid}/{MODEL_FILE}",
+            n_train=int(len(rows)), training_data_digest=digest, model_file=layout.candidate_model_file(cid, MODEL_FILE),
             details=details, approvals=tuple(sorted((a.reference() for a in approved), key=lambda r: r["seq"])),
             plan_sha256=plan_sha256,
         )
