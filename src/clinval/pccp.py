@@ -45,6 +45,7 @@ __all__ = [
     "plan_from_params",
     "plan_fits_study",
     "require_plan_fits_study",
+    "training_data_breaches",
     "plan_summary",
     "triggers_from_params",
 ]
@@ -388,13 +389,19 @@ def check_modification(plan: ChangeControlPlan, *, modification: str, features: 
         raise ModificationRefused(_ERR_REFUSED_LOCKED.format(what="the feature list", locked=list(plan.locked_features), actual=list(features)))
     if model_family != plan.locked_model_family:
         raise ModificationRefused(_ERR_REFUSED_LOCKED.format(what="the model family", locked=plan.locked_model_family, actual=model_family))
-    sequestered = sorted(set(map(str, training_periods)) & set(plan.sequestered_periods))
+    sequestered, outside = training_data_breaches(plan, training_periods)
     if sequestered:
         raise ModificationRefused(_ERR_SEQUESTERED.format(periods=sequestered))
-    outside = sorted(set(map(str, training_periods)) - set(plan.training_periods))
     if outside:
         raise ModificationRefused(_ERR_NOT_PERMITTED.format(periods=outside, allowed=list(plan.training_periods)))
     return plan.modifications[modification]
+
+
+def training_data_breaches(plan: ChangeControlPlan, training_periods: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The plan's data-management rule, written once: the periods a model was (or would be)
+    trained on that are sequestered, and those outside the permitted training periods."""
+    trained = set(map(str, training_periods))
+    return sorted(trained & set(plan.sequestered_periods)), sorted(trained - set(plan.training_periods))
 
 
 def evaluate_criteria(

@@ -36,6 +36,7 @@ from sklearn.linear_model import LogisticRegression
 from clinval import layout, performance
 from clinval._io import atomic_directory
 from clinval.data import REFERENCE, Schema
+from clinval.gate import AUTOMATIC
 from clinval.model import ModelCard, build_pipeline, feature_frame, score
 from clinval.pccp import (
     ChangeControlPlan,
@@ -209,7 +210,7 @@ def build_candidates(
         alert_ids = {a.alert_id for a in approved} | set(automatic_ids.get(modification, ()))
         candidate = Candidate(
             id=cid, modification=modification, alert_ids=tuple(sorted(alert_ids)),
-            approved_by=tuple(sorted({a.signer for a in approved})) or ("automatic (per plan)",),
+            approved_by=tuple(sorted({a.signer for a in approved})) or (AUTOMATIC,),
             training_periods=tuple(plan.training_periods),
             n_train=int(len(rows)), training_data_digest=digest, model_file=layout.candidate_model_file(cid, MODEL_FILE),
             details=details, approvals=tuple(sorted((a.reference() for a in approved), key=lambda r: r["seq"])),
