@@ -80,7 +80,9 @@ def test_group_with_one_outcome_class_gets_statuses_and_a_note():
     assert women.loc["sensitivity", "status"].startswith("insufficient data: no events")
     assert women.loc["auroc", "status"].startswith("insufficient data: only one outcome class")
     assert women.loc["calibration_slope", "status"].startswith("insufficient data")
-    assert women.loc["observed_expected", "status"].startswith("insufficient data")
+    # no event where the model expects some is evidence of miscalibration, not a gap: O/E 0, exact Poisson bound
+    assert women.loc["observed_expected", "status"] == "ok" and women.loc["observed_expected", "value"] == 0
+    assert 0 < women.loc["observed_expected", "upper"] < 1
     for metric in ["false_positive_rate", "selection_rate", "prevalence"]:
         assert women.loc[metric, "status"] == "ok"
     assert women.loc["prevalence", "value"] == 0
