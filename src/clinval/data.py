@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from clinval._io import atomic_directory
+from clinval.errors import InputError
 from clinval.sources import CSV_ATTR, SOURCE_FILES_ATTR, EmbeddedSource, SourceError, duplicate_names, embedded_from_params, read_source
 
 __all__ = [
@@ -61,7 +62,7 @@ _ERR_COLUMN = "{source}: column '{column}' {problem}{example}"
 _ERR_FILE = "{source}: {problem}"
 
 
-class StudyError(ValueError):
+class StudyError(InputError):
     """A study that cannot be used; the message names file, column, problem and row."""
 
 

@@ -32,6 +32,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from clinval._io import atomic_directory
 from clinval.data import PreparedStudy, Schema
+from clinval.errors import InputError
 
 __all__ = [
     "ESTIMATORS",
@@ -46,6 +47,7 @@ __all__ = [
     "fit_locked_model",
     "load_model",
     "prediction_log",
+    "RISK_COLUMN",
     "recipe_from_params",
     "score",
     "split_reference",
@@ -57,6 +59,8 @@ ESTIMATORS = ("logistic_regression",)
 
 MODEL_FILE = "model.joblib"
 CARD_FILE = "card.json"
+RISK_COLUMN = "predicted_risk"
+"""Column of the prediction log holding the model's predicted probability of the outcome."""
 _MISSING_CATEGORY = "missing"
 
 
@@ -97,12 +101,12 @@ def recipe_from_params(params: Mapping[str, Any]) -> Recipe:
     known = set(Recipe.__dataclass_fields__)
     unknown = sorted(set(params) - known)
     if unknown:
-        raise ValueError(f"params/model.yaml: unknown key(s) {unknown}; known keys are {sorted(known)}.")
+        raise InputError(f"params/model.yaml: unknown key(s) {unknown}; known keys are {sorted(known)}.")
     recipe = Recipe(**params)
     if recipe.estimator not in ESTIMATORS:
-        raise ValueError(f"params/model.yaml: estimator {recipe.estimator!r} is not one of {list(ESTIMATORS)}.")
+        raise InputError(f"params/model.yaml: estimator {recipe.estimator!r} is not one of {list(ESTIMATORS)}.")
     if not 0 < recipe.holdout_fraction < 1:
-        raise ValueError(f"params/model.yaml: holdout_fraction must lie in (0, 1), got {recipe.holdout_fraction}.")
+        raise InputError(f"params/model.yaml: holdout_fraction must lie in (0, 1), got {recipe.holdout_fraction}.")
     return recipe
 
 
@@ -199,7 +203,7 @@ def prediction_log(prepared: PreparedStudy, pipeline: Pipeline, card: ModelCard)
     """
     holdout = prepared.reference[prepared.reference["record_id"].isin(card.holdout_ids)]
     frame = pd.concat([holdout, prepared.production], ignore_index=True)
-    frame["predicted_risk"] = score(pipeline, frame, prepared.schema)
+    frame[RISK_COLUMN] = score(pipeline, frame, prepared.schema)
     return frame
 
 

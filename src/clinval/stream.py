@@ -107,6 +107,7 @@ from scipy import stats
 from clinval import drift as _drift
 from clinval import performance as _performance
 from clinval.drift import RESULT_COLUMNS, DriftSettings
+from clinval.errors import InputError
 from clinval.profile import (
     NumericProfile,
     PeriodSummary,
@@ -173,7 +174,7 @@ ERR_NO_REFERENCE_RISK = (
 )
 
 
-class StreamError(ValueError):
+class StreamError(InputError):
     """Bad input to a streamed summary: the message names the file, column and row."""
 
 

@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
+from clinval.errors import ClinvalError
+
 __all__ = ["CompiledScorer", "ModelNotCompilable", "ScoredBatch", "compile_model"]
 
 MSG_NOT_COMPILABLE = (
@@ -34,7 +36,7 @@ MSG_NOT_COMPILABLE = (
 _RECALIBRATION_CLIP = 1e-12
 
 
-class ModelNotCompilable(ValueError):
+class ModelNotCompilable(ClinvalError, ValueError):
     """The fitted model is not a structure :func:`compile_model` knows."""
 
 
