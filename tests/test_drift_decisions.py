@@ -66,11 +66,24 @@ def test_result_has_the_contract_columns():
     _assert_no_silent_nan(result)
 
 
-def test_q_values_are_benjamini_hochberg_of_the_period():
-    profile = build_reference_profile(_cohort(1_000, 0), numeric=NUMERIC, categorical=CATEGORICAL)
-    result = compare_period(profile, _cohort(500, 2, shift=0.1))
-    expected = stats.false_discovery_control(result["p_value"], method="bh")
-    np.testing.assert_allclose(result["q_value"], expected, rtol=1e-12)
+def test_q_values_are_benjamini_hochberg_of_every_test_of_the_period():
+    """Distribution, missing-rate and new-category tests form one family."""
+    reference = _cohort(1_000, 0)
+    reference.loc[reference.index[:100], "chol"] = np.nan
+    current = _cohort(500, 2, shift=0.1)
+    current.loc[current.index[:80], "chol"] = np.nan
+    profile = build_reference_profile(reference, numeric=NUMERIC, categorical=CATEGORICAL)
+    result = compare_period(profile, current)
+    missing = result["missing_p_value"].dropna()
+    new_level = result["new_level_p_value"].dropna()
+    assert list(missing.index) == [NUMERIC.index("chol")]  # the only feature with missing values
+    assert len(new_level) == len(CATEGORICAL) and (new_level == 1.0).all()  # no new category: cannot reject
+    family = np.concatenate([result["p_value"], missing, new_level])
+    q = stats.false_discovery_control(family, method="bh")
+    n = len(result)
+    np.testing.assert_allclose(result["q_value"], q[:n], rtol=1e-12)
+    np.testing.assert_allclose(result["missing_q_value"].dropna(), q[n:n + len(missing)], rtol=1e-12)
+    np.testing.assert_allclose(result["new_level_q_value"].dropna(), q[n + len(missing):], rtol=1e-12)
     np.testing.assert_array_equal(result["drifted"], result["q_value"] <= 0.05)
 
 
@@ -78,7 +91,10 @@ def test_no_drift_periods_rarely_raise_any_alarm():
     """Family-wise false alarms across 7 features after BH stay near the 5% level."""
     reference = _cohort(2_000, 0)
     profile = build_reference_profile(reference, numeric=NUMERIC, categorical=CATEGORICAL)
-    alarms = sum(bool(compare_period(profile, _cohort(200, seed), n_threads=1).drifted.any()) for seed in range(1, 121))
+    alarms = 0
+    for seed in range(1, 121):
+        result = compare_period(profile, _cohort(200, seed), n_threads=1)
+        alarms += bool((result["drifted"] | result["missing_drifted"] | result["new_level_drifted"]).any())
     # expected <= 6 of 120 at the 5% level; 14 is > 3 binomial sd above that
     assert alarms <= 14
 
@@ -277,3 +293,73 @@ def test_any_messy_period_gives_explained_rows_never_a_crash(n_reference, n_curr
     result = compare_period(profile, current, settings=DriftSettings(min_n=5))
     assert len(result) == 2
     _assert_no_silent_nan(result)
+
+
+# ---------------------------------------------------------------------------- missing rate and new categories
+
+
+def test_missing_rate_test_is_fishers_exact_test():
+    from clinval.drift import missing_rate_test
+
+    p = missing_rate_test(reference_missing=300, reference_rows=1_000, current_missing=450, current_rows=1_000)
+    assert p == pytest.approx(stats.fisher_exact([[300, 700], [450, 550]]).pvalue, rel=1e-12)
+    assert math.isnan(missing_rate_test(reference_missing=0, reference_rows=500, current_missing=0, current_rows=200))
+
+
+def test_new_level_p_value_is_the_hypergeometric_chance_that_no_value_fell_in_the_reference():
+    from clinval.drift import new_level_test
+
+    # one unseen level with 10 values; every seen level is common: p = C(n, 10) / C(n + m, 10)
+    p = new_level_test(reference_counts=[3_000, 2_000], current_counts=[500, 490], unseen_counts=[10])
+    assert p == pytest.approx(stats.hypergeom.pmf(10, 6_000, 10, 1_000), rel=1e-9)
+    # every level at least as likely to have been missed by the reference is added (union bound)
+    p = new_level_test(reference_counts=[990, 1, 1, 0], current_counts=[997, 0, 0, 0], unseen_counts=[1, 1])
+    assert p == 1.0  # four levels with one value each, each missed with chance ~1/2: capped
+    p = new_level_test(reference_counts=[990, 5], current_counts=[999, 0], unseen_counts=[1])
+    n, total = 1_000, 1_995
+    expected = stats.hypergeom.pmf(1, total, 1, n) + stats.hypergeom.pmf(5, total, 5, n)  # + the common level: ~0
+    assert p == pytest.approx(expected, rel=1e-9)
+    assert new_level_test(reference_counts=[5, 5], current_counts=[5, 5], unseen_counts=[]) == 1.0
+
+
+def test_new_level_test_holds_its_level_when_the_reference_misses_rare_levels():
+    """No drift, 30 rare levels (0.3% each) besides 3 common ones, n = 100 against m = 500:
+    unseen levels appear in most periods, yet the test rejects at most at its level."""
+    from clinval.drift import new_level_test
+
+    rng = np.random.default_rng(4)
+    shares = np.r_[[0.5, 0.25, 0.16], np.full(30, 0.003)]
+    rejected, any_unseen, reps = 0, 0, 1_000
+    for _ in range(reps):
+        reference, current = rng.multinomial(500, shares), rng.multinomial(100, shares)
+        unseen = current[reference == 0]
+        any_unseen += (unseen > 0).any()
+        p = new_level_test(reference_counts=reference[reference > 0], current_counts=current[reference > 0],
+                           unseen_counts=unseen)
+        rejected += p <= 0.05
+    assert any_unseen / reps > 0.3  # a raw count of unseen levels would alarm in these periods
+    assert rejected / reps <= 0.05  # exact per level, union bound over levels: conservative
+
+
+def test_missing_rate_and_new_category_drift_are_found_and_named():
+    reference = _cohort(5_000, 0)
+    reference.loc[reference.sample(frac=0.30, random_state=0).index, "chol"] = np.nan
+    current = _cohort(1_000, 1)
+    current.loc[current.sample(frac=0.45, random_state=1).index, "chol"] = np.nan  # 30% -> 45% missing
+    current.loc[current.index[:10], "site"] = "new"  # a new site in 1% of rows
+    profile = build_reference_profile(reference, numeric=NUMERIC, categorical=CATEGORICAL)
+    result = compare_period(profile, current).set_index("feature")
+    assert result.loc["chol", "missing_drifted"] and not result.loc["chol", "drifted"]
+    assert result.loc["site", "new_level_drifted"] and result.loc["site", "new_level_p_value"] < 1e-6
+    assert not result.drop(index="chol")["missing_drifted"].any()
+    assert not result.drop(index="site")["new_level_drifted"].any()
+
+
+def test_a_column_that_became_entirely_missing_is_flagged():
+    reference = _cohort(500, 0)
+    current = _cohort(300, 1)
+    current["sbp"] = np.nan
+    result = compare_period(build_reference_profile(reference, numeric=NUMERIC, categorical=CATEGORICAL),
+                            current).set_index("feature")
+    assert result.loc["sbp", "status"].startswith("insufficient data") and not result.loc["sbp", "drifted"]
+    assert result.loc["sbp", "missing_drifted"]

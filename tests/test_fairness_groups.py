@@ -1,6 +1,6 @@
 """Group metrics: bands, group columns, and known answers per group (fairlearn MetricFrame
-point estimates against direct sklearn / statsmodels computations; bootstrap intervals
-against fairlearn's own bootstrap)."""
+point estimates against direct sklearn / statsmodels computations; each interval against
+the method it states)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
-from fairlearn.metrics import MetricFrame, selection_rate
 from sklearn.metrics import confusion_matrix, precision_score, recall_score, roc_auc_score
 
 from clinval import fairness
@@ -30,7 +29,7 @@ def simulate(sizes: dict[str, int], *, seed: int = 0, period: str = "1990") -> p
     return log
 
 
-SETTINGS = FairnessSettings(threshold=0.3, tolerance_difference=0.10, tolerance_ratio=0.8, n_bootstrap=300, seed=7)
+SETTINGS = FairnessSettings(threshold=0.3, tolerance_difference=0.10, tolerance_ratio=0.8)
 
 
 def _value(table: pd.DataFrame, group: str, metric: str, column: str = "value") -> float:
@@ -125,42 +124,46 @@ def test_intervals_contain_the_point_and_are_proper(two_groups):
     assert (table["lower"] < table["upper"]).all()
 
 
-def test_bootstrap_replicates_with_unit_weights_reproduce_the_point_estimates(two_groups):
+def test_group_intervals_are_the_stated_methods(two_groups):
+    """Wilson for rates (statsmodels), Newcombe's score interval for AUROC, the delta method
+    for O/E and the Wald interval for the slope (statsmodels GLM), group by group."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    from clinval import intervals, performance
+
     log, table = two_groups
-    part = log[log["sex"] == "f"]
-    y = part["label"].astype(float).to_numpy()
-    risk = part["predicted_risk"].to_numpy()
-    reps = fairness._replicates(np.ones((1, y.size)), y, risk, risk >= SETTINGS.threshold)
-    for metric in fairness.METRICS:
-        assert reps[metric][0] == pytest.approx(_value(table, "f", metric), rel=1e-7), metric
+    for group in ["f", "m", OVERALL_GROUP]:
+        part = log if group == OVERALL_GROUP else log[log["sex"] == group]
+        y = part["label"].astype(int).to_numpy()
+        risk = part["predicted_risk"].to_numpy()
+        pred = risk >= SETTINGS.threshold
+        counts = {"prevalence": (y.sum(), y.size), "sensitivity": ((pred & (y == 1)).sum(), (y == 1).sum()),
+                  "false_positive_rate": ((pred & (y == 0)).sum(), (y == 0).sum()),
+                  "ppv": ((pred & (y == 1)).sum(), pred.sum()), "selection_rate": (pred.sum(), pred.size)}
+        for metric, (k, n) in counts.items():
+            low, high = proportion_confint(k, n, method="wilson")
+            assert _value(table, group, metric, "lower") == pytest.approx(low, abs=1e-12), (group, metric)
+            assert _value(table, group, metric, "upper") == pytest.approx(high, abs=1e-12), (group, metric)
+        auc = roc_auc_score(y, risk)
+        low, high = intervals.auroc_interval(auc, n_events=int(y.sum()), n_non_events=int((1 - y).sum()))
+        assert (_value(table, group, "auroc", "lower"), _value(table, group, "auroc", "upper")) == pytest.approx((low, high))
+        oe = performance.observed_expected(y, risk)
+        assert _value(table, group, "observed_expected", "lower") == pytest.approx(oe.lower)
+        glm = sm.GLM(y, sm.add_constant(np.log(risk / (1 - risk))), family=sm.families.Binomial()).fit()
+        assert _value(table, group, "calibration_slope", "lower") == pytest.approx(glm.conf_int()[1][0])
 
 
-def test_group_intervals_agree_with_fairlearns_own_bootstrap():
-    """Same intervals as MetricFrame(n_boot=...), up to Monte Carlo error (fairlearn
-    resamples the whole table, clinval within groups; for large groups they coincide)."""
-    log = simulate({"m": 2000, "f": 1600}, seed=11)
-    settings = FairnessSettings(threshold=0.3, tolerance_difference=0.1, tolerance_ratio=0.8, n_bootstrap=400, seed=1)
-    ours = fairness.group_metrics(log, attribute="sex", settings=settings)
-    y = log["label"].astype(int).to_numpy()
-    pred = (log["predicted_risk"].to_numpy() >= settings.threshold).astype(int)
-    # fairlearn costs ~80 ms per resample here, hence few resamples and a 0.025 tolerance
-    theirs = MetricFrame(metrics={"sensitivity": lambda yt, yp: yp[yt == 1].mean(), "selection_rate": selection_rate},
-                         y_true=y, y_pred=pred, sensitive_features=log["sex"],
-                         n_boot=40, ci_quantiles=[0.025, 0.975], random_state=3)
-    low, high = theirs.by_group_ci
-    for group in ["f", "m"]:
-        for metric in ["sensitivity", "selection_rate"]:
-            assert _value(ours, group, metric, "lower") == pytest.approx(low.loc[group, metric], abs=0.025)
-            assert _value(ours, group, metric, "upper") == pytest.approx(high.loc[group, metric], abs=0.025)
-
-
-def test_same_seed_same_intervals_and_call_order_does_not_matter(two_groups):
+def test_same_data_same_intervals_whatever_the_row_order(two_groups):
     log, table = two_groups
     again = fairness.group_metrics(log.iloc[::-1], attribute="sex", settings=SETTINGS)
     pd.testing.assert_frame_equal(table, again)
-    other = fairness.group_metrics(log, attribute="sex", settings=FairnessSettings(
-        threshold=0.3, tolerance_difference=0.1, tolerance_ratio=0.8, n_bootstrap=300, seed=8))
-    assert not np.allclose(table["lower"], other["lower"])
+
+
+def test_confidence_setting_reaches_every_interval(two_groups):
+    log, table = two_groups
+    wider = fairness.group_metrics(log, attribute="sex", settings=FairnessSettings(
+        threshold=0.3, tolerance_difference=0.1, tolerance_ratio=0.8, confidence=0.99))
+    assert ((wider["upper"] - wider["lower"]) > (table["upper"] - table["lower"])).all()
 
 
 def test_period_without_labels_keeps_the_selection_rate():
@@ -195,7 +198,7 @@ def test_monica_prediction_log(monica, locked_model):
     from clinval import model
 
     log = model.prediction_log(monica, *locked_model)
-    settings = FairnessSettings(threshold=0.2, tolerance_difference=0.1, tolerance_ratio=0.8, n_bootstrap=50)
+    settings = FairnessSettings(threshold=0.2, tolerance_difference=0.1, tolerance_ratio=0.8)
     audit = fairness.audit_over_time(log, attributes=["sex", "age"], bands={"age": [35, 45, 55, 65, 70]},
                                      settings=settings, periods=["reference", "1993"])
     assert audit.attributes == ("sex", "age_band", "sex × age_band")

@@ -21,7 +21,7 @@ SEXES = ["f", "m", None, "x", "y"]  # None: missing, counted as "unknown"; x, y:
 SEX_NAME = {s: s for s in SEXES} | {None: "unknown"}
 BAND_NAME = ["35-44", "45-54", "55-64", "65-69"]
 SMALL = 11
-SETTINGS = FairnessSettings(threshold=0.3, tolerance_difference=0.1, tolerance_ratio=0.8, n_bootstrap=2, seed=0)
+SETTINGS = FairnessSettings(threshold=0.3, tolerance_difference=0.1, tolerance_ratio=0.8)
 
 
 def log_from_table(table: np.ndarray, *, seed: int = 0, period: str = "1990") -> pd.DataFrame:
@@ -177,7 +177,7 @@ def small_cells() -> fairness.FairnessAudit:
     log = log_from_table(table, seed=2)
     return fairness.audit_over_time(log, attributes=["sex", "age"], bands={"age": EDGES},
                                     settings=FairnessSettings(threshold=0.3, tolerance_difference=0.1,
-                                                              tolerance_ratio=0.8, n_bootstrap=50))
+                                                              tolerance_ratio=0.8))
 
 
 def test_hidden_groups_show_no_metrics(small_cells):

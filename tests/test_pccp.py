@@ -72,6 +72,25 @@ def test_the_calibration_trigger_needs_both_the_bound_and_the_interval():
     assert "over-predicts" in alerts[0].summary
 
 
+def test_the_data_quality_trigger_fires_on_missing_rates_and_new_categories_only():
+    plan = pccp.plan_from_params(SHIPPED)
+    assert plan.triggers["data_quality_drift"].modification is None  # a person reviews the feed
+    drift = pd.DataFrame({
+        "period": ["2001", "2001", "2002", "2002"], "feature": ["age", "site", "age", "site"],
+        "drifted": [False, False, True, False], "missing_drifted": [True, False, False, False],
+        "new_level_drifted": [False, True, False, False], "missing_rate_reference": [0.30, 0.0, 0.30, 0.0],
+        "missing_rate_current": [0.45, 0.0, 0.31, 0.0], "unseen_categories": [0, 1, 0, 0], "unseen_rate": [0.0, 0.01, 0.0, 0.0],
+    })
+    calibrated = _performance({"2001": (1.0, 0.9, 1.1), "2002": (1.0, 0.9, 1.1)})
+    alerts = pccp.drift_alerts(plan.triggers, log=_log(), performance=calibrated, reference_performance=pd.DataFrame(
+        [{"metric": "AUROC", "value": 0.7, "status": "ok"}]), drift=drift)
+    quality = [a for a in alerts if a.trigger == "data_quality_drift"]
+    assert [a.period for a in quality] == ["2001"]
+    assert "missing rate of age went from 30.0% to 45.0%" in quality[0].summary
+    assert "site shows 1 category unseen in the reference (1.0% of values)" in quality[0].summary
+    assert quality[0].evidence == {"missing_rate_changed": ["age"], "new_categories": ["site"]}
+
+
 def test_alert_ids_are_stable_for_the_same_data_and_change_with_it():
     log = _log()
     frame = log[log["period"] == "2001"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 from scipy.special import expit, logit
@@ -99,6 +100,33 @@ def test_calibration_intercept_recovers_a_known_shift(shift):
     assert est.lower < shift < est.upper
 
 
+def test_calibration_intercept_uses_the_sandwich_standard_error():
+    y, risk = _simulate(800, 14, slope=0.5)
+    est = pf.calibration_intercept(y, risk)
+    mu = expit(est.value + logit(risk))
+    se = math.sqrt(np.sum((y - mu) ** 2)) / np.sum(mu * (1 - mu))  # HC0 for one parameter
+    z = stats.norm.ppf(0.975)
+    assert (est.lower, est.upper) == pytest.approx((est.value - z * se, est.value + z * se), rel=1e-6)
+    assert "robust" in est.method
+
+
+def test_calibration_intercept_covers_when_the_slope_is_not_one():
+    """Over-fitted model (true slope 0.5, wide risks): the model-based SE covered about 90%."""
+    rng = np.random.default_rng(15)
+    lp_big = rng.normal(-1.2, 2.0, 2_000_000)
+    from scipy.optimize import brentq
+
+    truth = brentq(lambda a: np.mean(expit(0.5 * lp_big) - expit(a + lp_big)), -3, 3)  # the pseudo-true intercept
+    covered, reps = 0, 400
+    for _ in range(reps):
+        lp = rng.normal(-1.2, 2.0, 500)
+        y = (rng.random(500) < expit(0.5 * lp)).astype(int)
+        est = pf.calibration_intercept(y, expit(lp))
+        covered += est.lower <= truth <= est.upper
+    # binomial SD 1.1 points at 95% and 400 replicates
+    assert covered / reps >= 0.925, covered / reps
+
+
 def test_observed_expected_and_its_delta_method_interval():
     y = np.array([1] * 30 + [0] * 170)
     risk = np.full(200, 0.2)  # expected 40 events
@@ -133,19 +161,33 @@ def test_calibration_curve_bins_never_rest_on_fewer_than_min_cell_size():
     assert curve["n"].min() >= 11 and curve["n"].sum() == 95
 
 
-def test_cbpe_expected_auroc_equals_the_monte_carlo_mean():
+def test_cbpe_expected_metrics_equal_the_monte_carlo_means():
     rng = np.random.default_rng(9)
     risk = np.round(rng.beta(2, 6, 400), 3)
     estimator = pf.PerformanceEstimator.fit(*_simulate(5000, 10))
-    p = estimator.calibrator.predict(risk)
-    sims = []
+    p = estimator.calibrated(risk)
+    sims = {"AUROC": [], "sensitivity": [], "specificity": []}
     for _ in range(3000):
         y = rng.random(risk.size) < p
-        sims.append(roc_auc_score(y, risk))
-    table = estimator.estimate(risk, n_simulations=200).set_index("metric")
+        sims["AUROC"].append(roc_auc_score(y, risk))
+        sims["sensitivity"].append(np.mean(risk[y] >= 0.3))
+        sims["specificity"].append(np.mean(risk[~y] < 0.3))
+    table = estimator.estimate(risk, threshold=0.3, n_simulations=200).set_index("metric")
     # ratio-of-expectations vs expectation-of-ratio differ by O(1/n); SE of the MC mean ~ 0.0005
-    assert table.loc["AUROC", "value"] == pytest.approx(np.mean(sims), abs=0.003)
+    for metric, values in sims.items():
+        assert table.loc[metric, "value"] == pytest.approx(np.mean(values), abs=0.003), metric
     assert table.loc["prevalence", "value"] == pytest.approx(p.mean())
+
+
+def test_realised_metrics_equal_sklearn():
+    y, risk = _simulate(700, 13)
+    risk = np.round(risk, 2)  # ties count one half
+    got = pf.realised_metrics(y, risk, threshold=0.25)
+    pred = risk >= 0.25
+    assert got["AUROC"] == pytest.approx(roc_auc_score(y, risk), abs=1e-12)
+    assert got["Brier"] == pytest.approx(brier_score_loss(y, risk), abs=1e-12)
+    assert got["prevalence"] == pytest.approx(y.mean())
+    assert got["sensitivity"] == pytest.approx(pred[y == 1].mean()) and got["specificity"] == pytest.approx(1 - pred[y == 0].mean())
 
 
 def test_cbpe_tracks_a_pure_case_mix_shift():
@@ -158,6 +200,39 @@ def test_cbpe_tracks_a_pure_case_mix_shift():
     realised = roc_auc_score(y_new[low], risk_new[low])
     assert estimate["lower"] - 0.01 <= realised <= estimate["upper"] + 0.01
     assert estimate["value"] < pf.auroc(y_ref, risk_ref).value - 0.03
+
+
+def test_cbpe_interval_covers_the_realised_auroc_with_a_small_reference():
+    """Calibrated model, covariate shift, reference of 500 and periods of 1,000 (known truth:
+    outcomes follow the risk). Without the calibrator's uncertainty the interval covered
+    about 65% here; with it, about 95%."""
+    rng = np.random.default_rng(21)
+    covered = {"AUROC": 0, "prevalence": 0, "sensitivity": 0}
+    reps = 80
+    for _ in range(reps):
+        ref_risk = expit(rng.normal(-1.5, 1.0, 500))
+        estimator = pf.PerformanceEstimator.fit((rng.random(500) < ref_risk).astype(int), ref_risk)
+        risk = expit(rng.normal(-0.8, 0.7, 1000))
+        realised = pf.realised_metrics((rng.random(1000) < risk).astype(int), risk, threshold=0.2)
+        table = pf.against_realised(estimator.estimate(risk, threshold=0.2, n_simulations=300, seed=1), realised)
+        for metric in covered:
+            covered[metric] += not table.set_index("metric").loc[metric, "outside"]
+    # binomial SD at 95% and 80 replicates: 2.4 points
+    assert all(c / reps >= 0.88 for c in covered.values()), covered
+
+
+def test_against_realised_flags_only_values_outside_the_interval():
+    table = pd.DataFrame({"metric": ["AUROC", "prevalence", "Brier"], "value": [0.7, 0.2, 0.15],
+                          "lower": [0.65, 0.18, 0.14], "upper": [0.75, 0.22, math.nan]})
+    out = pf.against_realised(table, {"AUROC": 0.80, "prevalence": 0.20, "Brier": 0.5})
+    assert out["outside"].tolist() == [True, False, None]
+    assert pf.against_realised(table, None)["outside"].tolist() == [None, None, None]
+
+
+def test_cbpe_with_too_few_reference_events_says_so():
+    estimator = pf.PerformanceEstimator.fit(np.r_[1, np.zeros(50)], np.linspace(0.1, 0.5, 51))
+    table = estimator.estimate(np.linspace(0.1, 0.5, 40))
+    assert table["status"].str.startswith("insufficient data").all() and table["value"].isna().all()
 
 
 def test_calibration_curve_merges_bins_that_ties_leave_small():

@@ -64,7 +64,10 @@ def test_a_coarse_grid_stays_within_its_stated_bounds(data):
         expected = drift.compare_period(profile.features, period_rows(log, period)).set_index("feature")
         for name in NUMERIC:
             bound = streamed.loc[name, "statistic_bound"]
-            assert 0 < bound < 0.1
+            if counts[period].inputs.ecdf[name].off_grid is not None:  # few distinct values: the exact sample is kept
+                assert bound == 0 and streamed.loc[name, "p_value"] == expected.loc[name, "p_value"]
+            else:
+                assert 0 < bound < 0.1
             assert abs(streamed.loc[name, "statistic"] - expected.loc[name, "statistic"]) <= bound + 1e-12
             w_gap = abs(streamed.loc[name, "wasserstein_norm"] - expected.loc[name, "wasserstein_norm"])
             assert w_gap <= streamed.loc[name, "wasserstein_bound"] + 1e-12

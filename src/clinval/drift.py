@@ -13,9 +13,26 @@ categorical   Pearson chi-square of homogeneity on     Jensen-Shannon distance, 
 ============  =======================================  ====================================
 
 Decisions account for sample size: a feature is ``drifted`` when its p-value survives
-Benjamini-Hochberg false discovery rate control across the features of the period
+Benjamini-Hochberg false discovery rate control across the tests of the period
 (``q_value <= fdr_level``) **and** its effect size reaches every practical-significance
 floor that is set (``psi_floor``, ``wasserstein_floor``, ``js_floor``; none by default).
+
+Two more questions are tested per feature, in the same Benjamini-Hochberg family (so the
+chance of any false alarm in a period with no change at all stays at ``fdr_level``):
+
+* **missing rate** (``missing_p_value``, ``missing_q_value``, ``missing_drifted``): Fisher's
+  exact test of the 2 x 2 table missing / present x reference / current. A feature with no
+  missing value in either sample cannot reject and is left out of the family (Tarone
+  1990). The distribution tests ignore missing values, so before this a column going from
+  30% to 45% missing was never flagged.
+* **new categories** (``new_level_p_value``, ``new_level_q_value``, ``new_level_drifted``;
+  categorical features): conditional on each level's pooled count ``t``, the chance that
+  all ``t`` values fall in the current sample (no reference value) is the hypergeometric
+  ``pi = C(n, t) / C(n + m, t)``; with ``pi_min`` the smallest ``pi`` among the levels
+  unseen in the reference, the p-value is the union bound ``sum(pi_j : pi_j <= pi_min)``
+  over all levels. It is exact per level and valid however many rare levels the
+  reference happened to miss (a raw count of unseen levels is not: under no drift it
+  is positive in ~30% of periods at n = 100 when some levels are rare).
 PSI is reported next to ``psi_critical``, the ``1 - fdr_level`` quantile of its
 approximate null distribution at the actual sizes, ``chi2(B - 1) * (1/n + 1/m)``
 (B occupied reference bins or categories, n and m the non-missing counts); it is
@@ -31,6 +48,14 @@ Exact definitions
   ``scipy.stats.kstwo.sf(D, round(n m / (n + m)))``, scipy's own asymptotic branch
   (where scipy evaluates that in O(n), the same Birnbaum-Tingey sum is evaluated on a
   strided grid: relative difference below 1e-8, tested).
+* Heavily tied values (at most 256 distinct values in the pooled sample, and fewer than
+  half as many as values: integer labs, scores, rounded ages): scipy's p-value assumes no
+  ties and is conservative there (0-2% rejections at a nominal 5%). The p-value is then
+  the exact-conditional permutation p-value, by Monte Carlo on the sufficient statistics:
+  2,000 tables with the pooled counts per distinct value, the current counts drawn from
+  the multivariate hypergeometric distribution, ``(1 + #{D* >= D}) / 2001``; scipy's
+  (conservative) p-value is kept when it is smaller than that resolution. The draws are
+  seeded by the table itself, so the same data give the same p-value.
 * ``wasserstein_norm`` = ``scipy.stats.wasserstein_distance`` / reference SD
   (population SD, ``ddof=0``, as evidently's ``wasserstein`` method). Undefined (NaN)
   for categorical features, which have no metric.
@@ -45,14 +70,16 @@ Exact definitions
   reference count 0: they enter chi-square, PSI (smoothed as above) and Jensen-Shannon,
   and are reported as ``unseen_categories`` (how many distinct values) and
   ``unseen_rate`` (their share of non-missing current values). They never crash.
-* Missing values are excluded from the distribution tests and reported as
-  ``missing_rate_reference`` / ``missing_rate_current`` (share of rows).
+* Missing values are excluded from the distribution tests, reported as
+  ``missing_rate_reference`` / ``missing_rate_current`` (share of rows) and tested as
+  above.
 
 Bad input never crashes and never yields a silent NaN: a row whose statistics cannot be
 computed has ``status = "insufficient data: <reason>"`` (fewer than ``min_n`` non-missing
 values in a sample, no rows, a constant reference, a single reference category) and NaN
-only in those cells; ``drifted`` is then False and the row is left out of the FDR
-family. The only NaN with ``status == "ok"`` is ``wasserstein_norm`` on a categorical
+only in those cells; ``drifted`` is then False and its distribution test is left out of the
+FDR family (its missing-rate test still counts: a column that became entirely missing is
+flagged). The only NaN with ``status == "ok"`` is ``wasserstein_norm`` on a categorical
 row. Wrong input (a missing column, a text column declared numeric) raises an error
 naming the column.
 
@@ -79,6 +106,7 @@ settings=DriftSettings())`` -> long DataFrame, columns :data:`SEGMENT_COLUMNS`
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -88,6 +116,7 @@ import pandas as pd
 from scipy import special, stats
 from scipy.spatial.distance import jensenshannon
 
+from clinval.intervals import difference_interval, rate_interval
 from clinval.profile import (
     CategoricalPeriodSummary,
     CategoricalProfile,
@@ -115,6 +144,8 @@ __all__ = [
     "compare_period",
     "compare_periods",
     "label_prevalence",
+    "missing_rate_test",
+    "new_level_test",
     "population_stability_index",
     "prediction_drift",
     "psi_critical_value",
@@ -149,7 +180,8 @@ REASON_SEGMENT_ABSENT = "segment {column} = {value!r} has {n} reference rows (mi
 RESULT_COLUMNS = (
     "feature", "kind", "n_reference", "n_current", "test", "statistic", "p_value", "q_value",
     "wasserstein_norm", "js_distance", "psi", "psi_critical", "drifted",
-    "missing_rate_reference", "missing_rate_current", "unseen_categories", "unseen_rate", "status",
+    "missing_rate_reference", "missing_rate_current", "missing_p_value", "missing_q_value", "missing_drifted",
+    "unseen_categories", "unseen_rate", "new_level_p_value", "new_level_q_value", "new_level_drifted", "status",
 )
 
 #: Columns of :func:`segment_drift`, in order.
@@ -166,6 +198,10 @@ _STATISTIC_CELLS = ("statistic", "p_value", "wasserstein_norm", "js_distance", "
 _KS_EXACT_MAX_N = 10_000
 # Values per sample in one block of the merge: cache-sized, temporaries ~4 MB per thread.
 _MERGE_BLOCK = 1 << 15
+# Tie-aware KS: at most this many distinct pooled values (and fewer than half the values);
+# Monte Carlo tables per test (p-value resolution 1/2001; a few ms to ~40 ms per test).
+_KS_DISCRETE_MAX_VALUES = 256
+_KS_PERMUTATIONS = 2_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -370,6 +406,89 @@ def _kstwo_sf(d: float, n: int) -> float:
     return float(np.clip(2.0 * _smirnov_sf_strided(n, d), 0.0, 1.0))
 
 
+def _pooled_counts(
+    reference: np.ndarray, reference_counts: np.ndarray | None, current: np.ndarray, current_counts: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of each sample on the pooled distinct values (ascending)."""
+    values = np.union1d(reference, current)
+    r = np.zeros(values.size, dtype=np.int64)
+    c = np.zeros(values.size, dtype=np.int64)
+    np.add.at(r, np.searchsorted(values, reference), 1 if reference_counts is None else reference_counts)
+    np.add.at(c, np.searchsorted(values, current), 1 if current_counts is None else current_counts)
+    return r, c
+
+
+def _ks_discrete_pvalue(reference_counts: np.ndarray, current_counts: np.ndarray) -> float:
+    """Exact-conditional (permutation) KS p-value for tied data, by Monte Carlo.
+
+    Under no drift the current sample is a random subset of the pooled values, so its
+    counts per distinct value are multivariate hypergeometric given the pooled counts.
+    """
+    keep = (reference_counts + current_counts) > 0  # values neither sample holds change nothing, not even the seed
+    reference_counts, current_counts = reference_counts[keep], current_counts[keep]
+    m, n = int(reference_counts.sum()), int(current_counts.sum())
+    pooled = reference_counts + current_counts
+    seed = zlib.crc32(np.concatenate((reference_counts, current_counts)).astype(np.int64).tobytes())
+    # numpy's "count" method costs ~ the pooled size per table, "marginals" ~ the distinct values
+    method = "count" if pooled.sum() < 60 * pooled.size else "marginals"
+    draws = np.random.default_rng(seed).multivariate_hypergeometric(pooled, n, size=_KS_PERMUTATIONS, method=method)
+    cum_pooled = np.cumsum(pooled)
+    cum_draws = np.cumsum(draws, axis=1)
+    d_null = np.abs((cum_pooled - cum_draws) / m - cum_draws / n).max(axis=1)
+    d = np.abs(np.cumsum(reference_counts) / m - np.cumsum(current_counts) / n).max()
+    return float((1 + np.count_nonzero(d_null >= d - 1e-12)) / (_KS_PERMUTATIONS + 1))
+
+
+def missing_rate_test(*, reference_missing: int, reference_rows: int, current_missing: int, current_rows: int) -> float:
+    """Two-sided Fisher exact p-value for a change in the share of missing values.
+
+    Returns NaN when the test cannot reject (no missing value in either sample, or an
+    empty sample), so it is left out of the FDR family.
+    """
+    if reference_rows == 0 or current_rows == 0 or reference_missing + current_missing == 0:
+        return float("nan")
+    table = [[reference_missing, reference_rows - reference_missing], [current_missing, current_rows - current_missing]]
+    return float(stats.fisher_exact(table).pvalue)
+
+
+def new_level_test(*, reference_counts: Sequence[int], current_counts: Sequence[int], unseen_counts: Sequence[int]) -> float:
+    """P-value for categories that appear in the current period but not in the reference.
+
+    Parameters
+    ----------
+    reference_counts, current_counts : sequence of int
+        Counts of the reference categories in each sample (aligned).
+    unseen_counts : sequence of int
+        Current counts of each category absent from the reference.
+
+    Returns
+    -------
+    float
+        ``min(1, sum(pi_j : pi_j <= pi_min))`` with ``pi_j = C(n, t_j) / C(n + m, t_j)``
+        the hypergeometric chance that all ``t_j`` pooled values of level ``j`` fall in the
+        current sample, and ``pi_min`` the smallest ``pi`` among the unseen levels; 1.0
+        when there is none.
+    """
+    r = np.asarray(reference_counts, dtype=np.int64)
+    c = np.asarray(current_counts, dtype=np.int64)
+    u = np.asarray([k for k in unseen_counts if k > 0], dtype=np.int64)
+    if u.size == 0:
+        return 1.0
+    m, n = int(r.sum()), int(c.sum() + u.sum())
+    total = np.concatenate((r + c, u)).astype(np.float64)
+    total = total[total > 0]
+    big = float(n + m)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_pi = np.where(
+            total <= n,
+            special.gammaln(n + 1.0) - special.gammaln(n - total + 1.0)
+            - special.gammaln(big + 1.0) + special.gammaln(big - total + 1.0),
+            -np.inf,
+        )
+    observed = log_pi[total.size - u.size:].min()  # the unseen levels come last
+    return float(min(1.0, np.exp(log_pi[log_pi <= observed + 1e-12]).sum()))
+
+
 def _ks_test(
     reference: np.ndarray, reference_counts: np.ndarray | None, current: np.ndarray, current_counts: np.ndarray | None
 ) -> tuple[float, float, float]:
@@ -382,9 +501,17 @@ def _ks_test(
             reference if reference_counts is None else np.repeat(reference, reference_counts),
             current if current_counts is None else np.repeat(current, current_counts),
         )
-        return float(result.statistic), float(result.pvalue), w1
-    en = float(m) * float(n) / (float(m) + float(n))
-    p = float(np.clip(_kstwo_sf(d, int(np.round(en))), 0.0, 1.0))
+        d, p = float(result.statistic), float(result.pvalue)
+    else:
+        en = float(m) * float(n) / (float(m) + float(n))
+        p = float(np.clip(_kstwo_sf(d, int(np.round(en))), 0.0, 1.0))
+    # heavily tied: the reference is stored as distinct values (at most half as many as values)
+    # and the current sample is too, or small; checked in that order so continuous columns cost nothing
+    tied = reference_counts is not None and (current_counts is not None or current.size <= _KS_EXACT_MAX_N)
+    if tied and p >= 1.0 / (_KS_PERMUTATIONS + 1):
+        distinct = np.union1d(reference, current).size
+        if distinct <= _KS_DISCRETE_MAX_VALUES and 2 * distinct < m + n:
+            p = _ks_discrete_pvalue(*_pooled_counts(reference, reference_counts, current, current_counts))
     return d, p, w1
 
 
@@ -408,7 +535,9 @@ def _empty_row(feature: str, kind: str, test: str) -> dict[str, Any]:
         "statistic": nan, "p_value": nan, "q_value": nan, "wasserstein_norm": nan,
         "js_distance": nan, "psi": nan, "psi_critical": nan, "drifted": False,
         "missing_rate_reference": nan, "missing_rate_current": nan,
-        "unseen_categories": 0, "unseen_rate": 0.0, "status": STATUS_OK,
+        "missing_p_value": nan, "missing_q_value": nan, "missing_drifted": False,
+        "unseen_categories": 0, "unseen_rate": 0.0,
+        "new_level_p_value": nan, "new_level_q_value": nan, "new_level_drifted": False, "status": STATUS_OK,
         "_n_cells": np.nan,  # occupied reference cells B; internal, for the PSI null mean
     }
 
@@ -433,6 +562,8 @@ def _numeric_row(
         n_reference=profile.n, n_current=summary.n,
         missing_rate_reference=_rate(profile.n_missing, profile.n + profile.n_missing),
         missing_rate_current=_rate(summary.n_missing, n_rows),
+        missing_p_value=missing_rate_test(reference_missing=profile.n_missing, reference_rows=profile.n + profile.n_missing,
+                                          current_missing=summary.n_missing, current_rows=n_rows),
     )
     reasons = _size_reasons(profile.name, n_rows, profile.n, summary.n, settings.min_n)
     if not reasons and profile.is_constant:
@@ -462,6 +593,8 @@ def _categorical_row(
         n_reference=profile.n, n_current=summary.n,
         missing_rate_reference=_rate(profile.n_missing, profile.n + profile.n_missing),
         missing_rate_current=_rate(summary.n_missing, n_rows),
+        missing_p_value=missing_rate_test(reference_missing=profile.n_missing, reference_rows=profile.n + profile.n_missing,
+                                          current_missing=summary.n_missing, current_rows=n_rows),
         unseen_categories=len(summary.unseen),
         unseen_rate=_rate(n_unseen, summary.n) if summary.n > 0 else 0.0,
     )
@@ -480,6 +613,8 @@ def _categorical_row(
     row.update(
         _n_cells=len(profile.categories),
         statistic=float(chi2.statistic), p_value=float(chi2.pvalue), psi=psi, js_distance=js,
+        new_level_p_value=new_level_test(reference_counts=profile.counts, current_counts=summary.counts,
+                                         unseen_counts=list(summary.unseen.values())),
         psi_critical=psi_critical_value(
             n_cells=len(profile.categories), n_reference=profile.n, n_current=summary.n,
             alpha=settings.fdr_level,
@@ -488,14 +623,24 @@ def _categorical_row(
     return row
 
 
+_FAMILY = (("p_value", "q_value"), ("missing_p_value", "missing_q_value"), ("new_level_p_value", "new_level_q_value"))
+
+
 def _decide(frame: pd.DataFrame, settings: DriftSettings) -> pd.DataFrame:
-    """Benjamini-Hochberg q-values over the tested rows, then the floors."""
+    """Benjamini-Hochberg q-values over every test of the period (distribution, missing
+    rate, new categories) as one family, then the practical-significance floors."""
     tested = frame["status"].eq(STATUS_OK).to_numpy()
-    q = np.full(len(frame), np.nan)
-    if tested.any():
-        q[tested] = stats.false_discovery_control(frame.loc[tested, "p_value"].to_numpy(), method="bh")
-    frame["q_value"] = q
-    drifted = tested & (np.nan_to_num(q, nan=1.0) <= settings.fdr_level)
+    p_columns = [frame["p_value"].where(tested).to_numpy(dtype=float),
+                 frame["missing_p_value"].to_numpy(dtype=float),
+                 frame["new_level_p_value"].where(tested).to_numpy(dtype=float)]
+    pooled = np.concatenate(p_columns)
+    in_family = ~np.isnan(pooled)
+    q = np.full(pooled.size, np.nan)
+    if in_family.any():
+        q[in_family] = stats.false_discovery_control(pooled[in_family], method="bh")
+    for (_, q_name), part in zip(_FAMILY, np.split(q, len(_FAMILY))):
+        frame[q_name] = part
+    drifted = tested & (np.nan_to_num(frame["q_value"].to_numpy(dtype=float), nan=1.0) <= settings.fdr_level)
     if settings.psi_floor is not None:
         drifted &= frame["psi"].fillna(-np.inf).to_numpy() >= settings.psi_floor
     if settings.js_floor is not None:
@@ -505,6 +650,8 @@ def _decide(frame: pd.DataFrame, settings: DriftSettings) -> pd.DataFrame:
         reaches = frame["wasserstein_norm"].fillna(-np.inf).to_numpy() >= settings.wasserstein_floor
         drifted &= ~numeric | reaches
     frame["drifted"] = drifted
+    frame["missing_drifted"] = np.nan_to_num(frame["missing_q_value"].to_numpy(dtype=float), nan=1.0) <= settings.fdr_level
+    frame["new_level_drifted"] = np.nan_to_num(frame["new_level_q_value"].to_numpy(dtype=float), nan=1.0) <= settings.fdr_level
     return frame
 
 
@@ -693,15 +840,6 @@ def _binary_labels(y: Any, what: str) -> tuple[np.ndarray, int]:
     return kept.to_numpy().astype(np.int64), int(missing.sum())
 
 
-def _wilson(k: int, n: int, confidence: float) -> tuple[float, float]:
-    z = float(stats.norm.ppf(0.5 + confidence / 2.0))
-    p = k / n
-    denominator = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z / denominator * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def label_prevalence(y: Any, *, confidence: float = 0.95) -> LabelPrevalence:
     """Label prevalence with a Wilson score interval.
 
@@ -723,7 +861,7 @@ def label_prevalence(y: Any, *, confidence: float = 0.95) -> LabelPrevalence:
     if n == 0:
         nan = float("nan")
         return LabelPrevalence(n, k, n_missing, nan, nan, nan, confidence, "wilson", INSUFFICIENT + REASON_NO_LABELS)
-    low, high = _wilson(k, n, confidence)
+    low, high = rate_interval(k, n, confidence=confidence)
     return LabelPrevalence(n, k, n_missing, k / n, low, high, confidence, "wilson", STATUS_OK)
 
 
@@ -742,10 +880,9 @@ def compare_label_prevalence(reference_labels: Any, current_labels: Any, *, conf
         which = "reference" if reference.status != STATUS_OK else "current period"
         nan = float("nan")
         return LabelPrevalenceShift(reference, current, nan, nan, nan, nan, INSUFFICIENT + f"{REASON_NO_LABELS} in the {which}")
-    p1, p2 = reference.prevalence, current.prevalence
-    difference = p2 - p1
-    low = difference - math.sqrt((p2 - current.ci_low) ** 2 + (reference.ci_high - p1) ** 2)
-    high = difference + math.sqrt((current.ci_high - p2) ** 2 + (p1 - reference.ci_low) ** 2)
+    difference = current.prevalence - reference.prevalence
+    low, high = difference_interval((current.prevalence, current.ci_low, current.ci_high),
+                                    (reference.prevalence, reference.ci_low, reference.ci_high))
     table = [[reference.n_positive, reference.n - reference.n_positive], [current.n_positive, current.n - current.n_positive]]
     p_value = float(stats.fisher_exact(table).pvalue)
     return LabelPrevalenceShift(reference, current, difference, low, high, p_value, STATUS_OK)

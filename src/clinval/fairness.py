@@ -44,23 +44,23 @@ needs no labels; the others use the labelled patients only.
 
 Confidence intervals
 --------------------
-Percentile bootstrap, resampling patients *within* each group (a stratified
-bootstrap): ``n_bootstrap`` resamples per group, seeded from ``settings.seed``, the
-period, the attribute and the group, so results do not depend on call order. A
-disparity's interval is the percentile interval of the bootstrapped *difference* (or
-ratio) between the group's and the reference group's resamples, never a combination of
-marginal intervals. Whole-period rows use an ordinary bootstrap of the period.
+Score-type intervals from :mod:`clinval.intervals`, which cannot collapse to a point in a
+small group: Wilson for the rates (prevalence, sensitivity, false-positive rate, PPV,
+selection rate), Newcombe's (2006) score interval for AUROC, the delta-method interval of
+:func:`clinval.performance.observed_expected` for O/E and the Wald interval of
+:func:`clinval.performance.calibration_slope`. A disparity's interval combines the two
+groups' intervals by MOVER (for a difference of rates this is Newcombe's 1998 method 10;
+MOVER-R for a ratio); the equalized-odds difference uses Bonferroni-adjusted component
+intervals. Simulated with known truth (``bench/fairness_validity.py``), the intervals of a
+group of 40 patients (about 11 events) cover the truth in 94-97% of periods, metric by
+metric, and its gaps to a group of 400 with the same performance are flagged in at most
+2.5% of comparisons (sensitivity: 0.5%); the percentile bootstrap used before covered the
+sensitivity in 89% and flagged 6.7% (equalized odds 8.7%), because it collapsed to [1, 1]
+whenever the small group's sample sensitivity was 1. No resampling: the audit is a pure
+function of the data, and about twice as fast.
 
-Why not ``MetricFrame(n_boot=...)``: fairlearn's bootstrap resamples the whole table
-(group sizes vary between resamples), its ``difference_ci`` is the largest gap between
-any two groups rather than a gap to a chosen reference group, and it costs about 40-90 ms
-per resample for one attribute of one period (measured on MONICA: the default audit at
-1000 resamples would take a quarter of an hour or more, against about 10 seconds here). The within-group bootstrap here computes every
-resample at once with array arithmetic; a test checks that its group intervals agree
-with fairlearn's own bootstrap.
-
-If more than ``1 - MIN_DEFINED_SHARE`` of the resamples leave a metric undefined (e.g.
-a resample without events), no interval is given and the status says why.
+Why not ``MetricFrame(n_boot=...)``: fairlearn's bootstrap resamples the whole table and
+has the same percentile-interval collapse in small groups.
 
 Flagging
 --------
@@ -71,7 +71,8 @@ and false-positive-rate gaps) when its interval lies entirely above
 ``tolerance_difference``. Only metrics in ``settings.flag_metrics`` are flagged; by
 default outcome prevalence (a property of the patients, not of the model) and selection
 rate (which follows differences in true risk, which the model is meant to see) are
-reported but not flagged.
+reported but not flagged. A gap whose interval holds both "no gap" and a gap beyond the
+tolerance cannot be judged at this size: its sentence says so, and it is not flagged.
 
 Small cells and bad input
 -------------------------
@@ -88,9 +89,9 @@ from __future__ import annotations
 
 import math
 import warnings
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from itertools import product
 
 import numpy as np
@@ -98,7 +99,7 @@ import pandas as pd
 from fairlearn.metrics import MetricFrame, false_positive_rate, selection_rate, true_positive_rate
 from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
-from clinval import performance
+from clinval import intervals, performance
 from clinval.performance import OK, Estimate
 from clinval.privacy import DEFAULT_MIN_CELL_SIZE, determined_cells, suppressed_label, suppression_mask
 
@@ -110,7 +111,6 @@ __all__ = [
     "LABELS_NOT_AVAILABLE",
     "METRICS",
     "METRIC_LABELS",
-    "MIN_DEFINED_SHARE",
     "OVERALL_GROUP",
     "RATIO",
     "REFERENCE_PERIOD",
@@ -167,14 +167,9 @@ OVERALL_GROUP = "all patients"
 """The ``group`` of the whole-period rows of a group table."""
 REFERENCE_PERIOD = "reference"
 """The ``period`` of the reference hold-out in the prediction log."""
-MIN_DEFINED_SHARE = 0.9
-"""Smallest share of bootstrap resamples in which a metric must be defined to give an interval."""
 
 _LABEL_METRICS = frozenset(METRICS) - {"selection_rate"}
 _COLUMNS = ("label", "predicted_risk")
-_EPS = 1e-12  # same clipping as clinval.performance before taking logit(risk)
-_CHUNK_CELLS = 2_000_000  # resamples x patients per chunk: ~16 MB per array
-_MAX_SLOPE = 50.0  # a bootstrap calibration slope beyond this is (quasi-)separation, not a slope
 
 # statuses and sentences
 SUPPRESSED_STATUS = "suppressed: fewer than {k} patients here or in a cell that would reveal such a group"
@@ -187,14 +182,13 @@ _ERR_NO_NON_EVENTS = "insufficient data: no non-events in this group, so {metric
 _ERR_SEPARATION = ("insufficient data: predicted risk separates events from non-events perfectly, "
                    "so the calibration slope is not identified")
 _ERR_NONE_SELECTED = "insufficient data: no labelled patient at or above the threshold, so PPV is undefined"
-_ERR_BOOTSTRAP = ("insufficient data: {metric} is undefined in {share:.0%} of bootstrap resamples "
-                  "(too few events or non-events), so no interval is given")
 _NOT_COMPUTED = "not computed: {reason}"
 _REASON_SUPPRESSED = "{who} is suppressed (small cell)"
 _REASON_ABSENT = "the reference group {ref} has no patients here"
 _REASON_NO_REFERENCE = "no known group to compare against"
 _REASON_SINGLE_GROUP = "{attribute} has a single group ({group}) here, so there is nothing to compare"
 _REASON_METRIC = "{metric} for {who}: {status}"
+_REASON_NEGATIVE = "{metric} is negative for {who}, so a ratio is not meaningful"
 
 # errors (programming or configuration mistakes, raised as ValueError)
 _ERR_COLUMN = ("the prediction log has no column {column!r}; columns are {columns}. Add the group columns first: "
@@ -239,12 +233,8 @@ class FairnessSettings:
     """Smallest acceptable ratio to the reference group (0.8: flagged below 0.8 or above 1/0.8)."""
     min_cell_size: int = DEFAULT_MIN_CELL_SIZE
     """Smallest group shown; smaller groups show "<11" and no metrics."""
-    n_bootstrap: int = 1000
-    """Bootstrap resamples per group for every confidence interval."""
     confidence: float = 0.95
     """Confidence level of every interval (0.95 = 95%)."""
-    seed: int = 0
-    """Seed of the bootstrap; the same seed gives the same intervals."""
     reference_group: Mapping[str, str] | None = None
     """Reference group per attribute, e.g. {"sex": "m"}; None (or an attribute left out) = the largest known group."""
     flag_metrics: tuple[str, ...] = DEFAULT_FLAG_METRICS
@@ -256,9 +246,7 @@ class FairnessSettings:
             ("tolerance_difference", self.tolerance_difference >= 0, "at least 0"),
             ("tolerance_ratio", 0 < self.tolerance_ratio <= 1, "in (0, 1]"),
             ("min_cell_size", isinstance(self.min_cell_size, int | np.integer) and self.min_cell_size >= 1, "a positive integer"),
-            ("n_bootstrap", isinstance(self.n_bootstrap, int | np.integer) and self.n_bootstrap >= 2, "an integer of at least 2"),
             ("confidence", 0 < self.confidence < 1, "strictly between 0 and 1"),
-            ("seed", isinstance(self.seed, int | np.integer) and self.seed >= 0, "a non-negative integer"),
         )
         for name, ok, rule in checks:
             if not ok:
@@ -630,7 +618,7 @@ def group_counts(groups: pd.DataFrame, *, min_cell_size: int = DEFAULT_MIN_CELL_
     return pd.DataFrame(rows, columns=["attribute", "group", "n", "suppressed"])
 
 
-# ---------------------------------------------------------------------------- metrics (point)
+# ---------------------------------------------------------------------------- metrics (each with its interval)
 
 
 def _labelled(y, *arrays):
@@ -643,48 +631,69 @@ def _estimate(metric: str, value: float, n: int, status: str = OK) -> Estimate:
                     upper=math.nan, method="point", n=int(n), status=status)
 
 
-def _m_prevalence(y_true, y_pred) -> Estimate:
-    return performance.prevalence(y_true)
+def _rate(metric: str, value: float, count: int, total: int, n: int, confidence: float) -> Estimate:
+    """A rate ``count / total`` (from ``n`` patients) with its Wilson interval."""
+    lower, upper = intervals.rate_interval(int(count), int(total), confidence=confidence)
+    return Estimate(metric=metric, value=float(value), lower=lower, upper=upper, method="Wilson", n=int(n))
 
 
-def _m_auroc(y_true, y_pred, risk) -> Estimate:
-    return performance.auroc(y_true, risk)
+def _m_prevalence(y_true, y_pred, *, confidence: float) -> Estimate:
+    return performance.prevalence(y_true, confidence=confidence)
 
 
-def _m_sensitivity(y_true, y_pred) -> Estimate:
+def _m_auroc(y_true, y_pred, risk, *, confidence: float) -> Estimate:
+    est = performance.auroc(y_true, risk, confidence=confidence)
+    if not est.ok:
+        return est
+    y, _ = _labelled(y_true, risk)
+    n_events = int((y == 1).sum())
+    # DeLong's interval collapses to [1, 1] at AUROC 1, common in small groups; the score interval cannot
+    lower, upper = intervals.auroc_interval(est.value, n_events=n_events, n_non_events=y.size - n_events,
+                                            confidence=confidence)
+    return Estimate(metric=est.metric, value=est.value, lower=lower, upper=upper, method="Newcombe score", n=est.n)
+
+
+def _m_sensitivity(y_true, y_pred, *, confidence: float) -> Estimate:
     y, d = _labelled(y_true, y_pred)
-    if not (y == 1).any():
+    events = y == 1
+    if not events.any():
         return _estimate("sensitivity", math.nan, y.size, _ERR_NO_EVENTS.format(metric="sensitivity"))
-    return _estimate("sensitivity", true_positive_rate(y.astype(int), d.astype(int), pos_label=1), y.size)
+    value = true_positive_rate(y.astype(int), d.astype(int), pos_label=1)
+    return _rate("sensitivity", value, (d[events] == 1).sum(), events.sum(), y.size, confidence)
 
 
-def _m_false_positive_rate(y_true, y_pred) -> Estimate:
+def _m_false_positive_rate(y_true, y_pred, *, confidence: float) -> Estimate:
     y, d = _labelled(y_true, y_pred)
-    if not (y == 0).any():
+    non_events = y == 0
+    if not non_events.any():
         return _estimate("false_positive_rate", math.nan, y.size, _ERR_NO_NON_EVENTS.format(metric="the false-positive rate"))
-    return _estimate("false_positive_rate", false_positive_rate(y.astype(int), d.astype(int), pos_label=1), y.size)
+    value = false_positive_rate(y.astype(int), d.astype(int), pos_label=1)
+    return _rate("false_positive_rate", value, (d[non_events] == 1).sum(), non_events.sum(), y.size, confidence)
 
 
-def _m_ppv(y_true, y_pred) -> Estimate:
+def _m_ppv(y_true, y_pred, *, confidence: float) -> Estimate:
     y, d = _labelled(y_true, y_pred)
     selected = d == 1
     if not selected.any():
         return _estimate("ppv", math.nan, y.size, _ERR_NONE_SELECTED)
-    return _estimate("ppv", float(np.mean(y[selected] == 1)), y.size)
+    hits = int((y[selected] == 1).sum())
+    return _rate("ppv", hits / selected.sum(), hits, selected.sum(), y.size, confidence)
 
 
-def _m_selection_rate(y_true, y_pred) -> Estimate:
-    return _estimate("selection_rate", selection_rate(y_true, y_pred, pos_label=1), len(y_pred))
+def _m_selection_rate(y_true, y_pred, *, confidence: float) -> Estimate:
+    d = np.asarray(y_pred)
+    value = selection_rate(y_true, y_pred, pos_label=1)
+    return _rate("selection_rate", value, (d == 1).sum(), d.size, d.size, confidence)
 
 
-def _m_observed_expected(y_true, y_pred, risk) -> Estimate:
-    return performance.observed_expected(y_true, risk)
+def _m_observed_expected(y_true, y_pred, risk, *, confidence: float) -> Estimate:
+    return performance.observed_expected(y_true, risk, confidence=confidence)
 
 
-def _m_calibration_slope(y_true, y_pred, risk) -> Estimate:
+def _m_calibration_slope(y_true, y_pred, risk, *, confidence: float) -> Estimate:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        est = performance.calibration_slope(y_true, risk)
+        est = performance.calibration_slope(y_true, risk, confidence=confidence)
     if est.ok and any(issubclass(w.category, PerfectSeparationWarning) for w in caught):
         return _estimate("calibration_slope", math.nan, est.n, _ERR_SEPARATION)
     return est
@@ -701,12 +710,14 @@ _CALLABLES = {
     "calibration_slope": _m_calibration_slope,
 }
 _NEEDS_RISK = ("auroc", "observed_expected", "calibration_slope")
+_EQUALIZED_ODDS_PARTS = ("sensitivity", "false_positive_rate")
 
 
-def _metric_frame(y: np.ndarray, risk: np.ndarray, decision: np.ndarray, groups: pd.Series) -> MetricFrame:
-    """fairlearn's MetricFrame over all metrics; cells hold :class:`Estimate` values."""
+def _metric_frame(y: np.ndarray, risk: np.ndarray, decision: np.ndarray, groups: pd.Series,
+                  confidence: float) -> MetricFrame:
+    """fairlearn's MetricFrame over all metrics; cells hold :class:`Estimate` values with intervals."""
     return MetricFrame(
-        metrics=_CALLABLES,
+        metrics={m: partial(fn, confidence=confidence) for m, fn in _CALLABLES.items()},
         y_true=y,
         y_pred=decision.astype(int),
         sensitive_features=groups,
@@ -714,122 +725,12 @@ def _metric_frame(y: np.ndarray, risk: np.ndarray, decision: np.ndarray, groups:
     )
 
 
-# ---------------------------------------------------------------------------- metrics (bootstrap)
-
-
-def _bootstrap_weights(n: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """How often each patient occurs in each resample: shape (n_resamples, n)."""
-    idx = rng.integers(0, n, size=(n_resamples, n))
-    flat = (idx + (np.arange(n_resamples) * n)[:, None]).ravel()
-    return np.bincount(flat, minlength=n_resamples * n).reshape(n_resamples, n).astype(float)
-
-
-def _auroc_weighted(w: np.ndarray, y: np.ndarray, risk: np.ndarray) -> np.ndarray:
-    """AUROC (ties count 1/2) for each row of frequency weights ``w`` over labelled patients."""
-    order = np.argsort(risk, kind="stable")
-    r, pos = risk[order], y[order] == 1
-    w = w[:, order]
-    starts = np.flatnonzero(np.r_[True, np.diff(r) != 0])
-    p = np.add.reduceat(w * pos, starts, axis=1)
-    q = np.add.reduceat(w * ~pos, starts, axis=1)
-    below = np.cumsum(q, axis=1) - q
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (p * (below + 0.5 * q)).sum(axis=1) / (p.sum(axis=1) * q.sum(axis=1))
-
-
-def _slope_weighted(w: np.ndarray, y: np.ndarray, risk: np.ndarray, max_iter: int = 100,
-                    start: tuple[float, float] = (0.0, 1.0), return_intercept: bool = False) -> np.ndarray:
-    """Calibration slope (logistic regression of y on logit(risk)) for each row of
-    frequency weights ``w``, by Newton-Raphson from ``start`` (intercept, slope); NaN
-    where it does not exist (one outcome class, separation, no convergence)."""
-    p_clip = np.clip(risk, _EPS, 1 - _EPS)
-    x = np.log(p_clip / (1 - p_clip))
-    b = np.tile(np.asarray(start, dtype=float), (w.shape[0], 1))
-    active = np.ones(w.shape[0], dtype=bool)
-    with np.errstate(all="ignore"):
-        for _ in range(max_iter):
-            if not active.any():
-                break
-            wa, ba = w[active], b[active]
-            eta = ba[:, :1] + ba[:, 1:] * x
-            mu = 1.0 / (1.0 + np.exp(-eta))
-            resid = wa * (y - mu)
-            g0, g1 = resid.sum(axis=1), (resid * x).sum(axis=1)
-            v = wa * mu * (1 - mu)
-            h00, h01, h11 = v.sum(axis=1), (v * x).sum(axis=1), (v * x * x).sum(axis=1)
-            det = h00 * h11 - h01 * h01
-            step0 = (h11 * g0 - h01 * g1) / det
-            step1 = (h00 * g1 - h01 * g0) / det
-            step = np.column_stack([step0, step1])
-            step = np.where(np.isfinite(step), step, np.nan)
-            b[active] = ba + step
-            done = ~(np.abs(step).max(axis=1) > 1e-9)  # NaN counts as done (and stays NaN)
-            idx = np.flatnonzero(active)
-            active[idx[done]] = False
-    b[active] = np.nan  # did not converge
-    b[~(np.abs(b[:, 1]) < _MAX_SLOPE)] = np.nan
-    return b if return_intercept else b[:, 1]
-
-
-def _replicates(w: np.ndarray, y: np.ndarray, risk: np.ndarray, decision: np.ndarray) -> dict[str, np.ndarray]:
-    """Every metric for each row of frequency weights ``w`` (rows = resamples)."""
-    lab = ~np.isnan(y)
-    yl = np.where(lab, y, 0.0)
-    pos, neg, sel = lab & (yl == 1), lab & (yl == 0), decision.astype(bool)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        n_lab, n_pos, n_neg = w @ lab, w @ pos, w @ neg
-        tp, fp = w @ (sel & pos), w @ (sel & neg)
-        out = {
-            "prevalence": n_pos / n_lab,
-            "sensitivity": tp / n_pos,
-            "false_positive_rate": fp / n_neg,
-            "ppv": tp / (tp + fp),
-            "selection_rate": (w @ sel) / w.sum(axis=1),
-            "observed_expected": n_pos / (w @ np.where(lab, risk, 0.0)),
-        }
-    n_lab_rows = int(lab.sum())
-    if n_lab_rows >= 2:
-        wl, ylab, rl = w[:, lab], yl[lab], risk[lab]
-        out["auroc"] = _auroc_weighted(wl, ylab, rl)
-        # resamples start from the whole group's fit: a few Newton steps each
-        point = _slope_weighted(np.ones((1, rl.size)), ylab, rl, return_intercept=True)
-        start = (float(point[0, 0]), float(point[0, 1])) if np.isfinite(point).all() else (0.0, 1.0)
-        slope = _slope_weighted(wl, ylab, rl, start=start)
-        both = (n_pos > 0) & (n_neg > 0) & (n_lab >= 3)
-        out["calibration_slope"] = np.where(both, slope, np.nan)
-    else:
-        out["auroc"] = np.full(w.shape[0], np.nan)
-        out["calibration_slope"] = np.full(w.shape[0], np.nan)
-    # undefined where the resample has no events / non-events / selected (0/0 -> NaN above)
-    out["observed_expected"] = np.where(n_lab > 0, out["observed_expected"], np.nan)
-    return out
-
-
-def _bootstrap(y: np.ndarray, risk: np.ndarray, decision: np.ndarray, n_resamples: int,
-               rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Every metric on ``n_resamples`` resamples of one group, in chunks of bounded memory."""
-    chunk = max(1, _CHUNK_CELLS // max(1, y.size))
-    parts = []
-    for start in range(0, n_resamples, chunk):
-        w = _bootstrap_weights(y.size, min(chunk, n_resamples - start), rng)
-        parts.append(_replicates(w, y, risk, decision))
-    return {m: np.concatenate([p[m] for p in parts]) for m in parts[0]}
-
-
-def _seed(settings: FairnessSettings, *parts: str) -> np.random.Generator:
-    key = [zlib.crc32(p.encode("utf-8")) for p in parts]
-    return np.random.default_rng(np.random.SeedSequence(entropy=int(settings.seed), spawn_key=key))
-
-
-def _interval(reps: np.ndarray, confidence: float) -> tuple[float, float, float]:
-    """Percentile interval and the share of resamples where the statistic is defined."""
-    finite = reps[np.isfinite(reps)]
-    share = finite.size / reps.size if reps.size else 0.0
-    if share < MIN_DEFINED_SHARE or finite.size == 0:
-        return math.nan, math.nan, share
-    alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(finite, [alpha, 1 - alpha])
-    return float(lo), float(hi), share
+def _rate_counts(y: np.ndarray, decision: np.ndarray) -> dict[str, tuple[int, int]]:
+    """``(count, total)`` of sensitivity and false-positive rate, for the equalized-odds interval."""
+    labelled = ~np.isnan(y)
+    events, non_events = labelled & (y == 1), labelled & (y == 0)
+    return {"sensitivity": (int((decision & events).sum()), int(events.sum())),
+            "false_positive_rate": (int((decision & non_events).sum()), int(non_events.sum()))}
 
 
 # ---------------------------------------------------------------------------- one period, one attribute
@@ -885,7 +786,8 @@ class _GroupResult:
     hidden: bool
     value: dict[str, float] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)
-    replicates: dict[str, np.ndarray] = field(default_factory=dict)
+    interval: dict[str, tuple[float, float]] = field(default_factory=dict)
+    counts: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def _analyse(frame: pd.DataFrame, *, attribute: str, settings: FairnessSettings,
@@ -896,7 +798,7 @@ def _analyse(frame: pd.DataFrame, *, attribute: str, settings: FairnessSettings,
     where = _where(period)
     label = suppressed_label(settings.min_cell_size)
     counts = data.groups.value_counts()
-    mf = _metric_frame(data.y, data.risk, data.decision, data.groups)
+    mf = _metric_frame(data.y, data.risk, data.decision, data.groups, settings.confidence)
     estimates: dict[str, pd.Series] = {OVERALL_GROUP: mf.overall, **{g: mf.by_group.loc[g] for g in data.order}}
     results: dict[str, _GroupResult] = {}
     rows, notes = [], []
@@ -910,24 +812,18 @@ def _analyse(frame: pd.DataFrame, *, attribute: str, settings: FairnessSettings,
                       "value": math.nan, "lower": math.nan, "upper": math.nan, "status": status} for m in METRICS]
             continue
         sel = np.ones(data.y.size, dtype=bool) if is_overall else (data.groups == g).to_numpy()
-        # whole-period rows are seeded without the attribute, so every table shows the same interval
-        rng = _seed(settings, period or "", "" if is_overall else attribute, g)
-        res.replicates = _bootstrap(data.y[sel], data.risk[sel], data.decision[sel], settings.n_bootstrap, rng)
+        res.counts = _rate_counts(data.y[sel], data.decision[sel])
         labelled = data.y[sel][~np.isnan(data.y[sel])]
         for m in METRICS:
             est: Estimate = estimates[g][m]
-            status, value, lower, upper = est.status, est.value, math.nan, math.nan
+            status, value, lower, upper = est.status, est.value, est.lower, est.upper
             if m in _LABEL_METRICS and not data.labels_available:
                 status = LABELS_NOT_AVAILABLE
             elif m in _LABEL_METRICS and labelled.size == 0:
                 status = _ERR_NO_LABELS_GROUP
-            if status == OK:
-                lower, upper, share = _interval(res.replicates[m], settings.confidence)
-                if math.isnan(lower):
-                    status = _ERR_BOOTSTRAP.format(metric=METRIC_LABELS[m], share=1 - share)
-            else:
-                value = math.nan
-            res.value[m], res.status[m] = value, status
+            if status != OK:
+                value = lower = upper = math.nan
+            res.value[m], res.status[m], res.interval[m] = value, status, (lower, upper)
             rows.append({"attribute": attribute, "group": g, "n": res.n, "suppressed": False, "metric": m,
                          "value": value, "lower": lower, "upper": upper, "status": status})
         if not is_overall and labelled.size and labelled.min() == labelled.max():
@@ -968,6 +864,16 @@ def _beyond(measure: str, metric: str, lower: float, upper: float, settings: Fai
     return lower > tol or upper < -tol
 
 
+def _too_wide(measure: str, metric: str, lower: float, upper: float, settings: FairnessSettings) -> bool:
+    """The interval holds both "no gap" and a gap beyond the tolerance: the data cannot tell them apart."""
+    tol = settings.tolerance_difference
+    if measure == RATIO:
+        return lower <= 1 <= upper and (lower < settings.tolerance_ratio or upper > 1 / settings.tolerance_ratio)
+    if metric == EQUALIZED_ODDS:
+        return lower <= 0 and upper > tol
+    return lower <= 0 <= upper and (lower < -tol or upper > tol)
+
+
 def _sentence(*, measure: str, metric: str, who: str, ref: str, value: float, lower: float, upper: float,
               status: str, flagged: bool, settings: FairnessSettings, where: str) -> str:
     name = METRIC_LABELS[metric]
@@ -993,6 +899,9 @@ def _sentence(*, measure: str, metric: str, who: str, ref: str, value: float, lo
         verdict = f"; no interval could be computed ({status.removeprefix('insufficient data: ')}), so it is not flagged."
     elif metric not in settings.flag_metrics:
         verdict = f"; {name} is reported, not flagged."
+    elif _too_wide(measure, metric, lower, upper, settings):
+        verdict = ("; the interval holds both no gap and a gap beyond the tolerance, too wide to judge at this "
+                   "group size, so it is not flagged.")
     elif measure == RATIO:
         verdict = (f"; the interval does not lie entirely outside {settings.tolerance_ratio:g} to "
                    f"{1 / settings.tolerance_ratio:.3g}, so it is not flagged.")
@@ -1019,6 +928,24 @@ def _not_computed(attribute: str, group: str, reference: str | None, metric: str
         sentence = f"{where}{what} were not computed for {attribute.replace('_', ' ')}: {reason}."
     return _row(attribute, group, reference, metric, measure, _tolerance(measure, metric, settings) if measure else "",
                 _NOT_COMPUTED.format(reason=reason), _capitalise(sentence))
+
+
+def _triple(res: _GroupResult, metric: str) -> tuple[float, float, float]:
+    return (res.value[metric], *res.interval[metric])
+
+
+def _largest_gap(group: _GroupResult, reference: _GroupResult, confidence: float) -> tuple[float, float]:
+    """Interval of the equalized-odds difference: Newcombe intervals of the sensitivity and
+    false-positive-rate gaps at the Bonferroni level, combined by :func:`intervals.largest_gap_interval`."""
+    level = 1 - (1 - confidence) / len(_EQUALIZED_ODDS_PARTS)
+    gaps = []
+    for part in _EQUALIZED_ODDS_PARTS:
+        triples = []
+        for res in (group, reference):
+            count, total = res.counts[part]
+            triples.append((count / total, *intervals.rate_interval(count, total, confidence=level)))
+        gaps.append((triples[0][0] - triples[1][0], *intervals.difference_interval(*triples)))
+    return intervals.largest_gap_interval(gaps)
 
 
 def _disparities(*, attribute: str, order: list[str], results: Mapping[str, _GroupResult], reference: str | None,
@@ -1049,7 +976,7 @@ def _disparities(*, attribute: str, order: list[str], results: Mapping[str, _Gro
         reason_group = whole or (_REASON_SUPPRESSED.format(who=who) if results[g].hidden else None)
         for metric in [*METRICS, EQUALIZED_ODDS]:
             measures = (DIFFERENCE,) if metric == EQUALIZED_ODDS else (DIFFERENCE, RATIO)
-            parts = ("sensitivity", "false_positive_rate") if metric == EQUALIZED_ODDS else (metric,)
+            parts = _EQUALIZED_ODDS_PARTS if metric == EQUALIZED_ODDS else (metric,)
             reason = reason_group
             if reason is None:
                 for part in parts:
@@ -1062,27 +989,26 @@ def _disparities(*, attribute: str, order: list[str], results: Mapping[str, _Gro
                     rows.append(_not_computed(attribute, g, reference, metric, measure, reason, settings, where))
                     continue
                 rg, rr = results[g], results[reference]
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    if metric == EQUALIZED_ODDS:
-                        value = max(abs(rg.value[p] - rr.value[p]) for p in parts)
-                        reps = np.maximum(*(np.abs(rg.replicates[p] - rr.replicates[p]) for p in parts))
-                    elif measure == DIFFERENCE:
-                        value = rg.value[metric] - rr.value[metric]
-                        reps = rg.replicates[metric] - rr.replicates[metric]
-                    else:
-                        value = rg.value[metric] / rr.value[metric] if rr.value[metric] != 0 else math.nan
-                        reps = rg.replicates[metric] / rr.replicates[metric]
-                if math.isnan(value):
-                    reason_ratio = f"{METRIC_LABELS[metric]} for {ref_text} is 0, so a ratio is undefined"
-                    rows.append(_not_computed(attribute, g, reference, metric, measure, reason_ratio, settings, where))
-                    continue
-                lower, upper, share = _interval(reps, settings.confidence)
-                status = OK if not math.isnan(lower) else _ERR_BOOTSTRAP.format(metric=METRIC_LABELS[metric], share=1 - share)
+                if metric == EQUALIZED_ODDS:
+                    value = max(abs(rg.value[p] - rr.value[p]) for p in parts)
+                    lower, upper = _largest_gap(rg, rr, settings.confidence)
+                elif measure == DIFFERENCE:
+                    value = rg.value[metric] - rr.value[metric]
+                    lower, upper = intervals.difference_interval(_triple(rg, metric), _triple(rr, metric))
+                else:
+                    negative = next((name for name, res in ((who, rg), (ref_text, rr)) if res.interval[metric][0] < 0), None)
+                    if rr.value[metric] == 0 or negative is not None:
+                        why = (f"{METRIC_LABELS[metric]} for {ref_text} is 0, so a ratio is undefined" if negative is None
+                               else _REASON_NEGATIVE.format(metric=METRIC_LABELS[metric], who=negative))
+                        rows.append(_not_computed(attribute, g, reference, metric, measure, why, settings, where))
+                        continue
+                    value = rg.value[metric] / rr.value[metric]
+                    lower, upper = intervals.ratio_interval(_triple(rg, metric), _triple(rr, metric))
                 flagged = metric in settings.flag_metrics and _beyond(measure, metric, lower, upper, settings)
                 sentence = _sentence(measure=measure, metric=metric, who=who, ref=ref_text, value=value, lower=lower,
-                                     upper=upper, status=status, flagged=flagged, settings=settings, where=where)
+                                     upper=upper, status=OK, flagged=flagged, settings=settings, where=where)
                 rows.append(_row(attribute, g, reference, metric, measure, _tolerance(measure, metric, settings),
-                                 status, sentence, float(value), lower, upper, flagged))
+                                 OK, sentence, float(value), lower, upper, flagged))
     return pd.DataFrame(rows, columns=list(_DISPARITY_COLUMNS)), notes
 
 
@@ -1338,7 +1264,8 @@ def to_json(audit: FairnessAudit) -> dict:
     """
     return {
         "settings": {k: _json_value(v) if not isinstance(v, list | dict) else v for k, v in audit.settings.as_dict().items()},
-        "method": {"interval": f"percentile bootstrap within groups ({audit.settings.n_bootstrap} resamples)",
+        "method": {"interval": "score-type per group (Wilson; Newcombe for AUROC; delta method for O/E; Wald for the "
+                               "calibration slope); gaps by MOVER (Newcombe's method 10 for rates), no resampling",
                    "disaggregation": "fairlearn.metrics.MetricFrame"},
         "periods": list(audit.periods),
         "attributes": list(audit.attributes),

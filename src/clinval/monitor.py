@@ -41,11 +41,12 @@ class MonitoringReport:
     predictions: pd.DataFrame       # drift.prediction_drift per period
     prevalence: pd.DataFrame        # outcome rate per period vs reference (Newcombe CI, Fisher p)
     performance: pd.DataFrame       # performance.evaluate_periods, reference hold-out first
-    estimated: pd.DataFrame         # CBPE per period, with the realised value where labels exist
+    estimated: pd.DataFrame         # CBPE per period, with the realised value and `outside` where labels exist
     charts: Mapping[str, Mapping[str, spc.ControlChart]]  # metric -> {"cusum": ..., "ewma": ...}
     segments: pd.DataFrame          # drift.segment_drift per period, with a period column
     settings: drift.DriftSettings
     reference_mean_risk: float      # mean predicted risk on the reference hold-out
+    confidence: float = 0.95        # level of every interval
 
     @property
     def reference_performance(self) -> pd.DataFrame:
@@ -97,20 +98,49 @@ class MonitoringReport:
                            f"(reference hold-out {ref.loc['AUROC', 'value']:.2f}, 95% CI {ref.loc['AUROC', 'lower']:.2f}-{ref.loc['AUROC', 'upper']:.2f}).")
         drifted = self.features[self.features["drifted"]]
         if drifted.empty:
-            out.append("No input feature drifted after false-discovery-rate control.")
+            out.append("No input feature's distribution drifted after false-discovery-rate control.")
         else:
             counts = drifted.groupby("feature", sort=False)["period"].apply(list)
             out.append("Input drift after FDR control: " + "; ".join(f"{f} in {', '.join(map(str, ps))}" for f, ps in counts.items()) + ".")
+        out += _data_quality_findings(self.features)
+        outside = self.estimated[self.estimated["outside"].eq(True)]
+        if not outside.empty:
+            parts = "; ".join(f"{r['period']} {r['metric']} {r['realised']:.3g} (interval {r['lower']:.3g} to {r['upper']:.3g})"
+                              for _, r in outside.iterrows())
+            out.append(f"Realised values outside the label-free {self.confidence:.0%} interval, evidence that the relation "
+                       f"between inputs and outcome changed (each comparison does this {1 - self.confidence:.0%} of the time "
+                       f"when only the case mix changed): {parts}.")
         return out
 
     def drift_summary(self) -> pd.DataFrame:
-        """Per period: features tested, drifted (FDR), and which."""
+        """Per period: features tested, drifted (FDR), and which; missing-rate changes and new categories."""
         out = []
         for period, rows in self.features.groupby("period", sort=False):
             drifted = rows[rows["drifted"]]["feature"].astype(str).tolist()
+            missing = rows[rows["missing_drifted"]]["feature"].astype(str).tolist()
+            new = rows[rows["new_level_drifted"]]["feature"].astype(str).tolist()
             out.append({"period": period, "features tested": int((rows["status"] == "ok").sum()),
-                        "drifted (FDR)": len(drifted), "which": ", ".join(drifted) or "none"})
+                        "drifted (FDR)": len(drifted), "which": ", ".join(drifted) or "none",
+                        "missing rate changed": ", ".join(missing) or "none", "new categories": ", ".join(new) or "none"})
         return pd.DataFrame(out)
+
+
+def _data_quality_findings(features: pd.DataFrame) -> list[str]:
+    """Sentences for missing-rate changes and new categories (same FDR family as the drift tests)."""
+    out = []
+    missing = features[features["missing_drifted"]]
+    if not missing.empty:
+        parts = "; ".join(f"{r['feature']} in {r['period']} ({r['missing_rate_reference']:.1%} in the reference, "
+                          f"{r['missing_rate_current']:.1%} here)" for _, r in missing.iterrows())
+        out.append(f"Missing values changed after FDR control: {parts}.")
+    new = features[features["new_level_drifted"]]
+    if not new.empty:
+        parts = "; ".join(f"{r['feature']} in {r['period']} ({r['unseen_categories']} new value(s), {r['unseen_rate']:.1%} of rows)"
+                          for _, r in new.iterrows())
+        out.append(f"Categories unseen in the reference appeared after FDR control: {parts}.")
+    if missing.empty and new.empty:
+        out.append("No feature's missing rate changed and no category unseen in the reference appeared (FDR-controlled).")
+    return out
 
 
 def _prevalence_rows(log: pd.DataFrame, periods: Sequence[str], labelled: Sequence[str], confidence: float) -> pd.DataFrame:
@@ -138,7 +168,8 @@ def _metric_functions() -> dict[str, callable]:
     }
 
 
-def _charts(log: pd.DataFrame, periods: Sequence[str], labelled: Sequence[str], *, seed: int, n_resamples: int):
+def _charts(log: pd.DataFrame, periods: Sequence[str], labelled: Sequence[str], *, seed: int, n_resamples: int,
+            false_alarm: float):
     reference = log[log["period"] == REFERENCE]
     functions = _metric_functions()
     charts = {}
@@ -150,8 +181,10 @@ def _charts(log: pd.DataFrame, periods: Sequence[str], labelled: Sequence[str], 
         size = int(np.median([len(f) for f in frames]))
         control = spc.in_control_from_reference(reference, metric=fn, period_size=size, n_resamples=n_resamples, seed=seed)
         values = [fn(f) for f in frames]
+        # limits widened for the reference's own sampling error, to `false_alarm` over the charted periods
         charts[metric] = {
-            kind: chart(values, target=control.target, sigma=control.sigma)
+            kind: chart(values, target=control.target, sigma=control.sigma, target_se=control.target_se,
+                        sigma_df=control.sigma_df, false_alarm=false_alarm)
             for kind, chart in (("cusum", spc.cusum), ("ewma", spc.ewma))
         }
         for c in charts[metric].values():
@@ -170,6 +203,8 @@ def monitor(
     confidence: float = 0.95,
     n_bootstrap: int = 1000,
     seed: int = 0,
+    threshold: float | None = None,
+    chart_false_alarm: float = 0.05,
 ) -> MonitoringReport:
     """Compare every production period of ``log`` with the reference period.
 
@@ -186,6 +221,12 @@ def monitor(
     segment_attributes, bands
         Attributes whose groups are segments for drift by segment (e.g. sex and age,
         banded by ``bands`` as in :func:`clinval.fairness.sensitive_frame`); none skips it.
+    threshold
+        Operating threshold on predicted risk: label-free estimates then include
+        sensitivity and specificity at it.
+    chart_false_alarm
+        Probability of any false signal across the charted periods that the control-chart
+        limits allow, given the reference's sampling error (:mod:`clinval.spc`).
     """
     schema = prepared.schema
     periods = tuple(prepared.periods)
@@ -210,17 +251,15 @@ def monitor(
     estimator = performance.PerformanceEstimator.fit(reference["label"].astype(int), reference["predicted_risk"])
     estimated = []
     for p, f in production.items():
-        table = estimator.estimate(f["predicted_risk"].to_numpy(), confidence=confidence, seed=seed).assign(period=p)
-        realised = perf[(perf["period"] == p)].set_index("metric")
-        table["realised"] = [realised.loc[m, "value"] if m in realised.index and p in labelled else np.nan for m in table["metric"]]
-        if p in labelled:
-            y = f["label"].astype(int)
-            table.loc[table["metric"] == "prevalence", "realised"] = float(y.mean())
-        estimated.append(table)
+        table = estimator.estimate(f["predicted_risk"].to_numpy(), threshold=threshold, confidence=confidence, seed=seed)
+        realised = (performance.realised_metrics(f["label"], f["predicted_risk"], threshold=threshold)
+                    if p in labelled else None)
+        estimated.append(performance.against_realised(table, realised).assign(period=p))
     estimated = pd.concat(estimated, ignore_index=True)
     estimated = estimated[["period", *[c for c in estimated.columns if c != "period"]]]
 
-    charts = _charts(log, periods, labelled, seed=seed, n_resamples=max(200, min(n_bootstrap, 1000)))
+    charts = _charts(log, periods, labelled, seed=seed, n_resamples=max(200, min(n_bootstrap, 1000)),
+                     false_alarm=chart_false_alarm)
 
     segments = pd.DataFrame()
     if segment_attributes:
@@ -242,7 +281,7 @@ def monitor(
     return MonitoringReport(periods=periods, labelled_periods=labelled, features=features, predictions=predictions,
                             prevalence=_prevalence_rows(log, periods, labelled, confidence), performance=perf,
                             estimated=estimated, charts=charts, segments=segments, settings=settings,
-                            reference_mean_risk=float(reference_risk.mean()))
+                            reference_mean_risk=float(reference_risk.mean()), confidence=confidence)
 
 
 def feature_shares(prepared: PreparedStudy, log: pd.DataFrame, *, feature: str, min_cell_size: int,

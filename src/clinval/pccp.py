@@ -48,7 +48,7 @@ __all__ = [
     "triggers_from_params",
 ]
 
-RULES = ("ci_outside", "ci_below_reference", "drifted_features", "flagged_disparities")
+RULES = ("ci_outside", "ci_below_reference", "drifted_features", "missing_or_new_categories", "flagged_disparities")
 CRITERIA = {
     "auroc_noninferiority": ("margin",),
     "calibration_slope": ("bounds",),
@@ -175,7 +175,8 @@ def triggers_from_params(params: Mapping[str, Any], *, modifications: Mapping[st
             modification=modification,
         )
         required = {"ci_outside": ("metric", "bounds", "null_value"), "ci_below_reference": ("metric", "margin"),
-                    "drifted_features": ("min_count",), "flagged_disparities": ("min_count",)}[rule]
+                    "drifted_features": ("min_count",), "missing_or_new_categories": ("min_count",),
+                    "flagged_disparities": ("min_count",)}[rule]
         for key in required:
             if getattr(trigger, key) is None:
                 raise PlanError(_ERR_PLAN.format(problem=f"rule {rule!r} needs '{where}{key}'."))
@@ -325,6 +326,18 @@ def _drift_rule(trigger, period, performance, reference_performance, drift) -> t
             names = ", ".join(rows["feature"].astype(str))
             summary = f"{period}: {len(rows)} features drifted after false-discovery-rate control ({names})."
             return summary, {"drifted_features": rows["feature"].astype(str).tolist()}
+    elif trigger.rule == "missing_or_new_categories":
+        here = drift[drift["period"] == period]
+        missing = here[here["missing_drifted"].astype(bool)] if "missing_drifted" in here else here.iloc[:0]
+        new = here[here["new_level_drifted"].astype(bool)] if "new_level_drifted" in here else here.iloc[:0]
+        if len(set(missing["feature"]) | set(new["feature"])) >= trigger.min_count:
+            parts = [f"the missing rate of {r['feature']} went from {r['missing_rate_reference']:.1%} to "
+                     f"{r['missing_rate_current']:.1%}" for _, r in missing.iterrows()]
+            parts += [f"{r['feature']} shows {r['unseen_categories']} categor{'y' if r['unseen_categories'] == 1 else 'ies'} "
+                      f"unseen in the reference ({r['unseen_rate']:.1%} of values)" for _, r in new.iterrows()]
+            summary = f"{period}: " + "; ".join(parts) + " (false-discovery-rate controlled)."
+            return summary, {"missing_rate_changed": missing["feature"].astype(str).tolist(),
+                             "new_categories": new["feature"].astype(str).tolist()}
     return None
 
 

@@ -9,14 +9,21 @@ Methods
 AUROC           DeLong et al. (1988) variance, fast midrank algorithm (Sun & Xu 2014);
                 paired DeLong for the difference between two models on the same records.
 AUPRC, Brier    percentile bootstrap (``scipy.stats.bootstrap``, paired resampling).
-Calibration     slope: logistic regression of ``y`` on ``logit(risk)``; intercept
-                (calibration-in-the-large): logistic regression with ``logit(risk)`` as
-                offset; both with Wald CIs (statsmodels).
+Calibration     slope: logistic regression of ``y`` on ``logit(risk)``, Wald CI;
+                intercept (calibration-in-the-large): logistic regression with
+                ``logit(risk)`` as offset, CI from the robust (sandwich, HC0) SE, which
+                stays valid when the slope is not 1 and the offset model is wrong
+                (the model-based SE covered 90% at nominal 95% for an over-fitted model;
+                statsmodels ``cov_type="HC0"``).
 O/E             observed / expected events; CI from the delta method on ``log(O/E)``,
                 SE = sqrt((1 - O/n) / O) (Debray et al. 2017, BMJ 356:i6460).
-CBPE            label-free estimates: re-calibrate the risk on labelled reference data,
-                then the expected AUROC, prevalence and Brier score if outcomes follow the
-                calibrated risk; intervals by simulating outcomes.
+CBPE            label-free estimates: re-calibrate the risk on labelled reference data
+                (logistic regression on a cubic B-spline of ``logit(risk)``), then the
+                expected AUROC, prevalence, Brier score and, at an operating threshold,
+                sensitivity and specificity if outcomes follow the calibrated risk.
+                The interval is for the *realised* value: each simulation draws the
+                calibrator's coefficients from their sampling distribution, then the
+                outcomes, so a small reference widens it.
 
 Where a metric cannot be computed (one outcome class, too few events) the estimate says
 ``insufficient data: <reason>`` in ``status`` instead of returning a silent NaN.
@@ -25,16 +32,19 @@ Where a metric cannot be computed (one outcome class, too few events) the estima
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
-from sklearn.isotonic import IsotonicRegression
-from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+from scipy.special import expit
+from sklearn.metrics import average_precision_score, brier_score_loss
+from sklearn.preprocessing import SplineTransformer
 
 __all__ = [
+    "CBPE_METRICS",
     "CalibrationCurve",
     "Estimate",
     "PerformanceEstimator",
@@ -51,6 +61,8 @@ __all__ = [
     "roc_points",
     "observed_expected",
     "prevalence",
+    "against_realised",
+    "realised_metrics",
 ]
 
 _EPS = 1e-12
@@ -236,10 +248,10 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def _glm(y: np.ndarray, exog: np.ndarray, offset: np.ndarray | None):
+def _glm(y: np.ndarray, exog: np.ndarray, offset: np.ndarray | None, cov_type: str = "nonrobust"):
     import statsmodels.api as sm
 
-    return sm.GLM(y, exog, family=sm.families.Binomial(), offset=offset).fit()
+    return sm.GLM(y, exog, family=sm.families.Binomial(), offset=offset).fit(cov_type=cov_type)
 
 
 def calibration_slope(y, risk, *, confidence: float = 0.95) -> Estimate:
@@ -260,17 +272,24 @@ def calibration_slope(y, risk, *, confidence: float = 0.95) -> Estimate:
                     method="logistic recalibration (Wald)", n=y.size)
 
 
+_INTERCEPT_METHOD = "logistic, logit(risk) offset (robust SE)"
+
+
 def calibration_intercept(y, risk, *, confidence: float = 0.95) -> Estimate:
     """Calibration-in-the-large: the intercept of a logistic regression of the outcome
-    with ``logit(risk)`` as offset (0 = ideal; < 0 means risk is over-predicted)."""
+    with ``logit(risk)`` as offset (0 = ideal; < 0 means risk is over-predicted).
+
+    The interval uses the sandwich (HC0) standard error,
+    ``sqrt(sum (y - mu)^2) / sum mu (1 - mu)``: the offset model fixes the slope at 1, so
+    its model-based SE is wrong whenever the true slope is not 1."""
     y, risk = _arrays(y, risk)
     problem = _class_problem(y, min_n=2)
     if problem:
-        return _missing("calibration intercept", "logistic, logit(risk) offset (Wald)", y.size, problem)
-    fit = _glm(y, np.ones((y.size, 1)), _logit(risk))
+        return _missing("calibration intercept", _INTERCEPT_METHOD, y.size, problem)
+    fit = _glm(y, np.ones((y.size, 1)), _logit(risk), cov_type="HC0")
     low, high = fit.conf_int(alpha=1 - confidence)[0]
     return Estimate(metric="calibration intercept", value=float(fit.params[0]), lower=float(low), upper=float(high),
-                    method="logistic, logit(risk) offset (Wald)", n=y.size)
+                    method=_INTERCEPT_METHOD, n=y.size)
 
 
 def observed_expected(y, risk, *, confidence: float = 0.95) -> Estimate:
@@ -326,51 +345,228 @@ def evaluate(y, risk, *, confidence: float = 0.95, n_bootstrap: int = 1000, seed
 # ------------------------------------------------------------------ label-free (CBPE)
 
 
-@dataclass(frozen=True)
+CBPE_METRICS = ("AUROC", "prevalence", "Brier", "sensitivity", "specificity")
+"""Label-free estimates; sensitivity and specificity only when an operating threshold is given."""
+_SPLINE_KNOTS = 4  # cubic B-spline on logit(risk), knots at reference quantiles: 6 coefficients
+_MIN_CLASS_FOR_SPLINE = 60  # events and non-events each (~10 per coefficient); fewer: straight recalibration
+_SIMULATION_CELLS = 4_000_000  # simulations x patients per block, so memory stays bounded
+_MIN_DEFINED = 0.9  # share of simulations in which a metric must be defined to give an interval
+_ERR_CALIBRATOR = "insufficient data: the recalibration model could not be fitted ({reason})"
+
+
+def _calibration_basis(spline: SplineTransformer | None, lp: np.ndarray) -> np.ndarray:
+    """Design matrix of the recalibration model: B-spline of logit(risk), or (1, logit(risk))."""
+    if spline is None:
+        return np.column_stack([np.ones_like(lp), lp])
+    return spline.transform(lp[:, None])  # B-splines sum to 1: the intercept is implicit
+
+
+def _outcome_metrics(outcomes: np.ndarray, risk: np.ndarray, ranks: np.ndarray,
+                     selected: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Every CBPE metric for each row of 0/1 ``outcomes`` (rows = simulated or realised periods)."""
+    y = outcomes.astype(np.float64)
+    n = y.shape[1]
+    n1 = y.sum(axis=1)
+    n0 = n - n1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {
+            "AUROC": (y @ ranks - n1 * (n1 + 1) / 2) / (n1 * n0),  # Mann-Whitney with midranks: ties count 1/2
+            "prevalence": n1 / n,
+            "Brier": (float(np.sum(risk * risk)) + y @ (1 - 2 * risk)) / n,  # mean (risk - y)^2 with y^2 = y
+        }
+        if selected is not None:
+            hits = y @ selected.astype(np.float64)
+            out["sensitivity"] = hits / n1
+            out["specificity"] = (n0 - (selected.sum() - hits)) / n0
+    return out
+
+
+def realised_metrics(y, risk, *, threshold: float | None = None) -> dict[str, float]:
+    """The CBPE metrics on observed outcomes, computed exactly as for the simulated ones.
+
+    Parameters
+    ----------
+    y, risk
+        Outcomes (0/1, missing ones dropped) and predicted risks.
+    threshold
+        Operating threshold: sensitivity and specificity of ``risk >= threshold``.
+
+    Returns
+    -------
+    dict
+        Metric name -> value (NaN where undefined, e.g. AUROC with one outcome class).
+    """
+    y, risk = _arrays(y, risk)
+    if y.size == 0:
+        return {m: math.nan for m in CBPE_METRICS[: 5 if threshold is not None else 3]}
+    selected = None if threshold is None else risk >= threshold
+    values = _outcome_metrics(y[None, :].astype(bool), risk, stats.rankdata(risk), selected)
+    return {m: float(v[0]) for m, v in values.items()}
+
+
+@dataclass(frozen=True, eq=False)
 class PerformanceEstimator:
     """Confidence-based performance estimation (CBPE).
 
-    Fitted on labelled reference data, it maps raw predicted risk to calibrated risk
-    (isotonic regression). For a period without labels it reports the performance the
-    model would have *if* outcomes followed the calibrated risk. It detects decay that
-    comes from a changed case mix (covariate shift); it cannot see a changed relation
-    between features and outcome (concept shift) — compare with realised values when the
-    labels arrive.
+    Fitted on labelled reference data, it maps raw predicted risk to calibrated risk: a
+    logistic regression on a cubic B-spline of ``logit(risk)`` (knots at reference
+    quantiles; a straight logistic recalibration when either class has fewer than 60
+    patients). For a period without labels it reports the performance the model would
+    have *if* outcomes followed the calibrated risk, with an interval for the realised
+    value that includes the calibrator's own sampling error. It detects decay that comes
+    from a changed case mix (covariate shift); it cannot see a changed relation between
+    features and outcome (concept shift): a realised value outside the interval, once the
+    labels arrive, is the evidence of that.
+
+    Attributes
+    ----------
+    spline : SplineTransformer or None
+        The B-spline basis of ``logit(risk)``; None for the straight recalibration.
+    coefficients, covariance : numpy.ndarray
+        Recalibration coefficients and their (model-based) covariance.
+    n_reference : int
+        Labelled reference records the calibrator rests on.
+    status : str
+        ``"ok"`` or ``"insufficient data: <reason>"`` (then every estimate says so).
     """
 
-    calibrator: IsotonicRegression
+    spline: SplineTransformer | None
+    coefficients: np.ndarray
+    covariance: np.ndarray
+    n_reference: int
+    status: str = OK
 
     @classmethod
     def fit(cls, y, risk) -> PerformanceEstimator:
-        y, risk = _arrays(y, risk)
-        iso = IsotonicRegression(y_min=_EPS, y_max=1 - _EPS, out_of_bounds="clip").fit(risk, y)
-        return cls(calibrator=iso)
+        """Fit the recalibration model on labelled reference outcomes ``y`` and risks."""
+        from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
-    def estimate(self, risk, *, confidence: float = 0.95, n_simulations: int = 500, seed: int = 0) -> pd.DataFrame:
-        """Expected AUROC, prevalence and Brier score for unlabelled ``risk``."""
+        y, risk = _arrays(y, risk)
+        empty = (np.empty(0), np.empty((0, 0)))
+        problem = _class_problem(y, min_n=3, min_per_class=2)
+        if problem:
+            return cls(None, *empty, int(y.size), problem)
+        lp = _logit(risk)
+        spline = None
+        if min(int(y.sum()), int(y.size - y.sum())) >= _MIN_CLASS_FOR_SPLINE and np.unique(lp).size > 4 * _SPLINE_KNOTS:
+            spline = SplineTransformer(n_knots=_SPLINE_KNOTS, degree=3, knots="quantile", extrapolation="linear").fit(lp[:, None])
+        with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
+            warnings.simplefilter("always")
+            fit = _glm(y, _calibration_basis(spline, lp), None)
+        coefficients, covariance = np.asarray(fit.params), np.asarray(fit.cov_params())
+        if any(issubclass(w.category, PerfectSeparationWarning) for w in caught):
+            return cls(None, *empty, int(y.size), _ERR_CALIBRATOR.format(reason="risk separates the outcomes"))
+        if not (np.isfinite(coefficients).all() and np.isfinite(covariance).all()):
+            return cls(None, *empty, int(y.size), _ERR_CALIBRATOR.format(reason="no finite solution"))
+        return cls(spline, coefficients, covariance, int(y.size))
+
+    @property
+    def method(self) -> str:
+        kind = "straight logistic" if self.spline is None else "spline-logistic"
+        return f"CBPE ({kind} recalibration on {self.n_reference} reference records, with its uncertainty)"
+
+    def calibrated(self, risk) -> np.ndarray:
+        """Calibrated risk for raw predicted ``risk`` (the point estimate of the calibrator)."""
+        return expit(_calibration_basis(self.spline, _logit(np.asarray(risk, dtype=float))) @ self.coefficients)
+
+    def estimate(self, risk, *, threshold: float | None = None, confidence: float = 0.95,
+                 n_simulations: int = 500, seed: int = 0) -> pd.DataFrame:
+        """Expected metrics for unlabelled ``risk``, with intervals for their realised values.
+
+        Parameters
+        ----------
+        risk
+            Predicted risks of one period (missing ones dropped).
+        threshold
+            Operating threshold; adds sensitivity and specificity of ``risk >= threshold``.
+        confidence
+            Level of the interval.
+        n_simulations
+            Simulated periods: calibrator coefficients drawn from their sampling
+            distribution, then outcomes drawn from the calibrated risk.
+        seed
+            Seed of the simulation (the same seed gives the same intervals).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per metric (:data:`CBPE_METRICS`), columns of :class:`Estimate`.
+            ``value`` is the expected metric under the point calibrator (AUROC as a ratio
+            of expected pair counts); ``lower``/``upper`` bound the realised value.
+        """
+        metrics = CBPE_METRICS if threshold is not None else CBPE_METRICS[:3]
         risk = np.asarray(risk, dtype=float)
         risk = risk[~np.isnan(risk)]
-        if risk.size < 2:
-            return pd.DataFrame([_missing(m, "CBPE", risk.size, _ERR_TOO_FEW.format(n=risk.size, min_n=2)).as_dict()
-                                 for m in ("AUROC", "prevalence", "Brier")])
-        p = self.calibrator.predict(risk)
+        problem = self.status if self.status != OK else (
+            _ERR_TOO_FEW.format(n=risk.size, min_n=2) if risk.size < 2 else None)
+        if problem:
+            return pd.DataFrame([_missing(m, "CBPE", int(risk.size), problem).as_dict() for m in metrics])
+        basis = _calibration_basis(self.spline, _logit(risk))
+        p = expit(basis @ self.coefficients)
         rng = np.random.default_rng(seed)
-        sims = {"AUROC": [], "prevalence": [], "Brier": []}
-        for _ in range(n_simulations):
-            y = (rng.random(risk.size) < p).astype(np.int8)
-            sims["prevalence"].append(y.mean())
-            sims["Brier"].append(np.mean((risk - y) ** 2))
-            if 0 < y.sum() < y.size:
-                sims["AUROC"].append(roc_auc_score(y, risk))
+        draws = self.coefficients + rng.standard_normal((n_simulations, self.coefficients.size)) @ _root(self.covariance).T
+        ranks = stats.rankdata(risk)
+        selected = None if threshold is None else risk >= threshold
+        sims = {m: np.empty(n_simulations) for m in metrics}
+        block = max(1, _SIMULATION_CELLS // risk.size)
+        for start in range(0, n_simulations, block):
+            stop = min(start + block, n_simulations)
+            outcomes = rng.random((stop - start, risk.size)) < expit(draws[start:stop] @ basis.T)
+            for m, values in _outcome_metrics(outcomes, risk, ranks, selected).items():
+                sims[m][start:stop] = values
         point = {"AUROC": _expected_auroc(risk, p), "prevalence": float(p.mean()),
                  "Brier": float(np.mean(p * (1 - risk) ** 2 + (1 - p) * risk**2))}
+        if selected is not None:
+            point["sensitivity"] = float(np.sum(p * selected) / np.sum(p))
+            point["specificity"] = float(np.sum((1 - p) * ~selected) / np.sum(1 - p))
         alpha = (1 - confidence) / 2
         rows = []
-        for metric, values in sims.items():
+        for metric in metrics:
+            values = sims[metric][np.isfinite(sims[metric])]
+            if values.size < _MIN_DEFINED * n_simulations:
+                reason = f"insufficient data: {metric} is undefined in most simulated periods (too few events or non-events)"
+                rows.append(_missing(metric, self.method, int(risk.size), reason).as_dict())
+                continue
             lower, upper = np.quantile(values, [alpha, 1 - alpha])
             rows.append(Estimate(metric=metric, value=point[metric], lower=float(lower), upper=float(upper),
-                                 method=f"CBPE (isotonic, {n_simulations} simulations)", n=int(risk.size)).as_dict())
+                                 method=self.method, n=int(risk.size)).as_dict())
         return pd.DataFrame(rows)
+
+
+def against_realised(estimates: pd.DataFrame, realised: dict[str, float] | None) -> pd.DataFrame:
+    """Label-free estimates next to the realised values, with the verdict.
+
+    Parameters
+    ----------
+    estimates
+        Output of :meth:`PerformanceEstimator.estimate`.
+    realised
+        Output of :func:`realised_metrics` on the period's outcomes, or None when the
+        labels have not arrived.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``estimates`` with ``realised`` (NaN without labels) and ``outside``: True when
+        the realised value lies outside the interval (under pure case-mix change this
+        happens ``1 - confidence`` of the time per metric), False inside, None when there
+        is nothing to compare.
+    """
+    out = estimates.copy()
+    out["realised"] = [(realised or {}).get(m, math.nan) for m in out["metric"]]
+    comparable = out["realised"].notna() & out["lower"].notna() & out["upper"].notna()
+    beyond = (out["realised"] < out["lower"]) | (out["realised"] > out["upper"])
+    out["outside"] = pd.Series([bool(b) if c else None for b, c in zip(beyond, comparable)], index=out.index, dtype=object)
+    return out
+
+
+def _root(covariance: np.ndarray) -> np.ndarray:
+    """A matrix square root ``R`` with ``R R^T = covariance`` (Cholesky; eigenvalues clipped if needed)."""
+    try:
+        return np.linalg.cholesky(covariance)
+    except np.linalg.LinAlgError:
+        values, vectors = np.linalg.eigh(covariance)
+        return vectors * np.sqrt(np.clip(values, 0.0, None))
 
 
 def _expected_auroc(scores: np.ndarray, p: np.ndarray) -> float:

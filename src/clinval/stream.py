@@ -155,6 +155,8 @@ RISK_LOGIT_LIMIT = 28.0
 _MAX_EXPIT_CURVATURE = 1.0 / (6.0 * math.sqrt(3.0))  # max |d^2/dx^2 expit(x)|
 _MAX_EXPIT_SLOPE = 0.25  # max |d/dx expit(x)|
 _PATH_WHAT = "prediction log"
+# off-grid distinct values a period keeps exactly: as many as the tie-aware KS test handles
+_EXACT_OFF_GRID = _drift._KS_DISCRETE_MAX_VALUES
 
 ERR_GRID = "max_grid must be an integer >= 2, got {value!r}"
 ERR_RESOLUTION = "risk_resolution must be an integer >= 1, got {value!r}"
@@ -312,11 +314,17 @@ class EcdfCounts:
         points ``j - 1`` and ``j``, ``[-1]`` above the last.
     between_sum : numpy.ndarray
         float64, the sum of those values per interval (units of the column).
+    off_grid : tuple of (numpy.ndarray, numpy.ndarray) or None
+        The distinct values between grid points (ascending) and their counts, while there
+        are at most :data:`_EXACT_OFF_GRID` of them; None beyond. A heavily tied column
+        (integer ages, scores) keeps its exact sample, so the tie-aware KS p-value of
+        :mod:`clinval.drift` sees the same ties as the in-memory engine.
     """
 
     at: np.ndarray
     between: np.ndarray
     between_sum: np.ndarray
+    off_grid: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def n(self) -> int:
@@ -456,6 +464,16 @@ def _risks(frame: pd.DataFrame, column: str, row_offset: int | None) -> np.ndarr
     return values
 
 
+def _distinct_sorted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Distinct values and counts of a sorted array, or None past :data:`_EXACT_OFF_GRID` (O(n), no sort)."""
+    if values.size == 0:
+        return values.astype(np.float64), np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1])))
+    if starts.size > _EXACT_OFF_GRID:
+        return None
+    return values[starts].astype(np.float64), np.diff(np.append(starts, values.size)).astype(np.int64)
+
+
 def _ecdf_counts(values: np.ndarray, grid: np.ndarray) -> EcdfCounts:
     """Count sorted non-missing values on a grid (sorted keys make the search 5x faster)."""
     position = np.searchsorted(grid, values, side="left")
@@ -466,6 +484,7 @@ def _ecdf_counts(values: np.ndarray, grid: np.ndarray) -> EcdfCounts:
         between=np.bincount(between, minlength=grid.size + 1).astype(np.int64),
         # astype: bincount returns int64 for empty input even with float weights
         between_sum=np.bincount(between, weights=values[~equal], minlength=grid.size + 1).astype(np.float64),
+        off_grid=_distinct_sorted(values[~equal]),
     )
 
 
@@ -569,7 +588,22 @@ def summarise_chunk(
 def _merge_ecdf(a: EcdfCounts, b: EcdfCounts, name: str) -> EcdfCounts:
     if a.at.shape != b.at.shape:
         raise ValueError(ERR_MERGE.format(detail=f"the ECDF grids of '{name}' differ"))
-    return EcdfCounts(at=a.at + b.at, between=a.between + b.between, between_sum=a.between_sum + b.between_sum)
+    return EcdfCounts(at=a.at + b.at, between=a.between + b.between, between_sum=a.between_sum + b.between_sum,
+                      off_grid=_merge_distinct(a.off_grid, b.off_grid))
+
+
+def _merge_distinct(
+    a: tuple[np.ndarray, np.ndarray] | None, b: tuple[np.ndarray, np.ndarray] | None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    if a is None or b is None:
+        return None
+    values = np.union1d(a[0], b[0])
+    if values.size > _EXACT_OFF_GRID:
+        return None
+    counts = np.zeros(values.size, dtype=np.int64)
+    for part_values, part_counts in (a, b):
+        counts[np.searchsorted(values, part_values)] += part_counts
+    return values, counts
 
 
 def _merge_drift(a: DriftCounts, b: DriftCounts) -> DriftCounts:
@@ -768,8 +802,15 @@ def _surrogate(grid: np.ndarray, counts: EcdfCounts) -> tuple[np.ndarray, np.nda
 
     The values strictly between two grid points sit at their mean, nudged to stay
     strictly inside the interval; so both the counts left of each point and each
-    interval's integral of the ECDF are those of the real values.
+    interval's integral of the ECDF are those of the real values. When the period kept
+    its off-grid values (few distinct ones) they are returned as they are: the exact sample.
     """
+    if counts.off_grid is not None:
+        values = np.concatenate((grid, counts.off_grid[0]))
+        weights = np.concatenate((counts.at, counts.off_grid[1]))
+        order = np.argsort(values, kind="stable")
+        keep = weights[order] > 0
+        return values[order][keep], weights[order][keep]
     occupied = counts.between > 0
     mean = np.divide(counts.between_sum, counts.between, out=np.zeros_like(counts.between_sum), where=occupied)
     low = np.nextafter(np.concatenate(([-np.inf], grid)), np.inf)
@@ -785,7 +826,7 @@ def _surrogate(grid: np.ndarray, counts: EcdfCounts) -> tuple[np.ndarray, np.nda
 def _bounds(profile: NumericProfile, grid: np.ndarray, inside: np.ndarray, counts: EcdfCounts) -> tuple[float, float]:
     """Error bounds of the streamed KS statistic and of the normalised Wasserstein distance."""
     n = counts.n
-    if n == 0:
+    if n == 0 or counts.off_grid is not None:  # nothing counted, or the exact sample kept
         return 0.0, 0.0
     share = counts.between / n
     holds_reference = inside > 0
@@ -916,14 +957,19 @@ def _calibration(counts: PerformanceCounts, confidence: float) -> list[dict]:
     resolution = counts.risk_resolution
     width_sq = (1.0 / resolution) ** 2
     rows = []
-    method = "logistic, logit(risk) offset (Wald), risk grid"
+    method = _performance._INTERCEPT_METHOD + ", risk grid"
     problem = _class_status(n, events)
     if problem:
         rows.append(_missing("calibration intercept", method, n, problem))
     else:
         y, logit, weight = _grouped_logit(counts)
         fit = GLM(y, np.ones((y.size, 1)), family=families.Binomial(), offset=logit, freq_weights=weight).fit()
-        low, high = fit.conf_int(alpha=1 - confidence)[0]
+        # the sandwich (HC0) SE of performance.calibration_intercept, summed over the cells:
+        # statsmodels' HC0 would treat each weighted cell as one observation
+        mu = fit.fittedvalues
+        se = math.sqrt(float(np.sum(weight * (y - mu) ** 2))) / float(np.sum(weight * mu * (1 - mu)))
+        z = _performance._z(confidence)
+        low, high = fit.params[0] - z * se, fit.params[0] + z * se
         score_error = 0.5 * _MAX_EXPIT_CURVATURE * n * width_sq
         bound = float(fit.cov_params()[0, 0] * score_error)
         rows.append(_row(_performance.Estimate(metric="calibration intercept", value=float(fit.params[0]), lower=float(low),

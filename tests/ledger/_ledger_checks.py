@@ -190,7 +190,7 @@ class Sign:
     def library(s, case, *, user, target, meaning="approved", passphrase=None):
         from clinval.signing import digest_of_target, esign, load_signer, record_access_failures
 
-        from conftest import PASSPHRASES
+        from ledger_harness import PASSPHRASES
 
         ledger, size = s.ledger, len(s.entries())
         try:
@@ -220,7 +220,7 @@ class UnlockThenSign:
     def library(s, case, *, admin, user, target):
         from clinval.signing import load_signer, record_access_failures
 
-        from conftest import PASSPHRASES
+        from ledger_harness import PASSPHRASES
 
         size = len(s.entries())
         record_access_failures(s.ledger, signer=load_signer(admin, passphrase=PASSPHRASES[admin]), user_id=user,
@@ -275,7 +275,7 @@ class Decide:
         from clinval import review
         from clinval.signing import load_signer
 
-        from conftest import GATE_ALERTS, PASSPHRASES
+        from ledger_harness import GATE_ALERTS, PASSPHRASES
 
         try:
             review.decide(ledger=s.ledger, signer=load_signer(user, passphrase=PASSPHRASES[user]),

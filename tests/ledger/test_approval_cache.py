@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import yaml
-from conftest import PASSING, GateWorkbench
+from ledger_harness import PASSING, GateWorkbench
 
 from clinval._io import sha256_file
 from clinval.gate import GateLedger
@@ -102,7 +102,7 @@ def test_an_alert_not_in_the_ledger_cannot_be_decided_nor_an_unrecorded_candidat
     from clinval import review
     from clinval.signing import load_signer
 
-    from conftest import GATE_ALERTS, PASSPHRASES
+    from ledger_harness import GATE_ALERTS, PASSPHRASES
 
     alice = load_signer("alice", passphrase=PASSPHRASES["alice"])
     unrecorded = {**GATE_ALERTS["A3"], "id": "calibration_drift-1994-eeeeeeeeee"}

@@ -2,7 +2,7 @@
 
 In the style of the Certificate Transparency test vectors: each case names an
 ``attack`` (one operation, or a list, from ``_ledger_attacks.py``) applied to a subject
-(``fixture``: the standard ledger of ``conftest.py``, or ``gate``, the review gate's
+(``fixture``: the standard ledger of ``ledger_harness.py``, or ``gate``, the review gate's
 workbench), what the verifier kept from before the attack (``checkpoint``: ``true`` for
 the checkpoint taken just before it, ``"early"`` for the one after seq 5; ``trust``:
 ``"pinned"`` for a trust root pinning the genesis key and the head, ``"witnessed"`` for
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from _ledger_attacks import ATTACKS
 from _ledger_checks import CHECKS, matches
-from conftest import build_standard_ledger, copy_gate_workbench, load_case
+from ledger_harness import build_standard_ledger, copy_gate_workbench, load_case
 
 from clinval.ledger import ERROR_CODES, PinnedHead, TrustRoot, cosign, verify, write_trust_root
 from clinval.signing import Signer

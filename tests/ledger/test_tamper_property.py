@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import build_standard_ledger
+from ledger_harness import build_standard_ledger
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
