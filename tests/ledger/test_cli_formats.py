@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import GATE_ALERTS, PRINTED_NAMES
+from ledger_harness import GATE_ALERTS, PRINTED_NAMES
 
 
 def _json(gate, *args):
