@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from clinval import data, evidence, model, pccp, predlog, review, signing, sources, stream
 from clinval.cli import main
 from clinval.cli._common import ENV_DEBUG, EXIT_ERROR, EXIT_INTERNAL
-from clinval.errors import ClinvalError, InputError
+from clinval.errors import ClinvalError, InputError, InputTypeError, MissingInputError
 from clinval.ledger import CheckpointError, LedgerError
 from clinval.serve.model_in_force import ServeRefused
 from clinval.serve.scorer import ModelNotCompilable
@@ -48,6 +48,35 @@ def test_project_errors_are_clinval_errors_and_keep_their_bases(error, old_bases
 
 def test_input_error_is_still_a_value_error():
     assert issubclass(InputError, ValueError) and issubclass(InputError, ClinvalError)
+
+
+def test_former_key_and_type_errors_keep_their_bases_and_print_their_message_as_given():
+    assert issubclass(MissingInputError, KeyError) and issubclass(MissingInputError, InputError)
+    assert issubclass(InputTypeError, TypeError) and issubclass(InputTypeError, InputError)
+    assert str(MissingInputError("column 'age' is missing")) == "column 'age' is missing"  # KeyError would quote it
+
+
+def test_bad_data_and_settings_raise_clinval_errors_in_the_numeric_modules():
+    """What `drift compare`, `drift stream` and the notebooks pass on from a person's files and params."""
+    import pandas as pd
+
+    from clinval.drift import DriftSettings, compare_period
+    from clinval.fairness import FairnessSettings
+    from clinval.profile import build_reference_profile
+    from clinval.spc import ewma_arl
+
+    with pytest.raises(InputError, match="fdr_level"):
+        DriftSettings(fdr_level=2)
+    with pytest.raises(InputError):
+        FairnessSettings(threshold=2.0, tolerance_difference=0.1, tolerance_ratio=0.8)
+    with pytest.raises(InputError):
+        ewma_arl(lam=1.5, L=3.0)
+    frame = pd.DataFrame({"age": [60.0, 70.0, 80.0, 65.0], "sex": ["f", "m", "f", "m"]})
+    with pytest.raises(InputTypeError, match="'sex'"):
+        build_reference_profile(frame, numeric=["sex"], categorical=[])
+    profile = build_reference_profile(frame, numeric=["age"], categorical=["sex"], n_bins=2)
+    with pytest.raises(MissingInputError, match="'sex'"):
+        compare_period(profile, frame.drop(columns="sex"), settings=DriftSettings(n_bins=2))
 
 
 @pytest.fixture()

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from clinval._io import atomic_directory
-from clinval.errors import InputError
+from clinval.errors import InputError, MissingInputError
 from clinval.sources import CSV_ATTR, SOURCE_FILES_ATTR, EmbeddedSource, SourceError, duplicate_names, embedded_from_params, read_source
 
 __all__ = [
@@ -122,7 +122,7 @@ class PreparedStudy:
     def production_period(self, period: str) -> pd.DataFrame:
         """The rows of one production period."""
         if period not in self.periods:
-            raise KeyError(f"no production period {period!r}; periods are {list(self.periods)}")
+            raise MissingInputError(f"no production period {period!r}; periods are {list(self.periods)}")
         return self.production[self.production["period"] == period]
 
 

@@ -47,7 +47,6 @@ __all__ = [
     "fit_locked_model",
     "load_model",
     "prediction_log",
-    "RISK_COLUMN",
     "recipe_from_params",
     "score",
     "split_reference",
@@ -59,8 +58,6 @@ ESTIMATORS = ("logistic_regression",)
 
 MODEL_FILE = "model.joblib"
 CARD_FILE = "card.json"
-RISK_COLUMN = "predicted_risk"
-"""Column of the prediction log holding the model's predicted probability of the outcome."""
 _MISSING_CATEGORY = "missing"
 
 
@@ -203,7 +200,7 @@ def prediction_log(prepared: PreparedStudy, pipeline: Pipeline, card: ModelCard)
     """
     holdout = prepared.reference[prepared.reference["record_id"].isin(card.holdout_ids)]
     frame = pd.concat([holdout, prepared.production], ignore_index=True)
-    frame[RISK_COLUMN] = score(pipeline, frame, prepared.schema)
+    frame["predicted_risk"] = score(pipeline, frame, prepared.schema)
     return frame
 
 

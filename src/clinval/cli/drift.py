@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from clinval.cli._common import UserError, format_option, friendly
+from clinval.errors import InputError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,7 +56,6 @@ ERR_NO_FEATURES = (
     "No features left to compare in '{reference}' and '{current}': every common column was excluded ({excluded}). "
     "Pass --study with a features list to choose them yourself."
 )
-ERR_ENGINE = "The comparison failed: {reason}."
 NOTE_INFERRED = (
     "No --study given: testing the {n} columns common to both files that look like features; numeric dtypes as "
     "numeric ({numeric}), the rest as categorical ({categorical}). Pass --study with a features list to choose them."
@@ -137,7 +137,7 @@ def drift_settings(path: Path | None) -> DriftSettings:
         click.echo(NOTE_IGNORED_KEYS.format(path=path, keys=", ".join(map(str, ignored))), err=True)
     try:
         return DriftSettings(**known)
-    except ValueError as exc:  # DriftSettings validates each value: the message names the key
+    except InputError as exc:  # DriftSettings validates each value: the message names the key
         raise UserError(ERR_PARAMS.format(path=path, reason=str(exc))) from exc
 
 
@@ -153,10 +153,11 @@ def json_value(value: Any) -> Any:
 # -- which columns are features -------------------------------------------------------
 def _own_columns() -> set[str]:
     from clinval.data import RESERVED_COLUMNS
-    from clinval.model import RISK_COLUMN
     from clinval.predlog import LOG_COLUMNS
+    from clinval.stream import LogColumns
 
-    return {*RESERVED_COLUMNS, RISK_COLUMN, *LOG_COLUMNS}
+    scored = LogColumns()  # the prediction log's period, label and predicted-risk columns
+    return {*RESERVED_COLUMNS, scored.period, scored.label, scored.risk, *LOG_COLUMNS}
 
 
 def _is_identifier(values: pd.Series) -> bool:
@@ -366,11 +367,9 @@ def compare(reference: Path, current: Path, study_path: Path | None, params_path
     if study_path is None:
         click.echo(NOTE_INFERRED.format(n=len(numeric) + len(categorical), numeric=", ".join(numeric) or "none",
                                         categorical=", ".join(categorical) or "none"), err=True)
-    try:
-        profile = build_reference_profile(reference_frame, numeric=numeric, categorical=categorical, n_bins=settings.n_bins)
-        result = compare_period(profile, current_frame, settings=settings)
-    except (KeyError, TypeError, ValueError) as exc:  # until profile.py and drift.py raise InputError for bad data (issue 15)
-        raise UserError(ERR_ENGINE.format(reason=exc.args[0] if exc.args else exc)) from exc
+    # bad data (a text column tested as numeric, infinite values) is an InputError naming the column
+    profile = build_reference_profile(reference_frame, numeric=numeric, categorical=categorical, n_bins=settings.n_bins)
+    result = compare_period(profile, current_frame, settings=settings)
     rows = _result_rows(result)
     payload = {
         "reference": str(reference), "current": str(current),

@@ -32,6 +32,7 @@ import click
 
 from clinval.cli._common import LazyValue, UserError, friendly
 from clinval.cli.drift import drift, drift_settings, features_from_study, json_value, read_table
+from clinval.errors import InputError
 
 if TYPE_CHECKING:  # imported when the command runs: numpy, pandas and scikit-learn are slow for every other command
     import numpy as np
@@ -58,7 +59,7 @@ def _reference_risk(reference: pd.DataFrame, reference_path: Path, log: Path, co
     if columns.risk in reference.columns:
         try:
             values = streaming._risks(reference, columns.risk, None)  # the log's rule for risks
-        except (TypeError, ValueError) as error:
+        except InputError as error:  # the column is not numbers, or not risks in [0, 1]
             raise UserError(f"{reference_path}: {error}") from None
         values = values[~np.isnan(values)]
         return values, NOTE_REFERENCE_RISK.format(n=values.size, source=f"'{reference_path}' column '{columns.risk}'")
