@@ -1,4 +1,4 @@
-"""``--format json`` of `clinval review list`, `audit show` and `keys list`: the same facts as the text, for machines."""
+"""``--json`` (``--format json``) of `clinval review list`, `audit show` and `keys list`: the same facts as the text, for machines."""
 
 from __future__ import annotations
 
@@ -57,3 +57,11 @@ def test_keys_list_json_names_every_key(gate):
     assert all(k["revoked_seq"] is None and k["private_key_on_this_machine"] for k in keys)
     text = gate.cli("keys", "list").output
     assert all(k["key_id"] in text for k in keys)
+
+
+def test_json_flag_is_format_json(gate):
+    for args in (("review", "list", "--all"), ("audit", "show"), ("keys", "list")):
+        flag = gate.cli(*args, "--json")
+        assert flag.exit_code == 0 and json.loads(flag.stdout) == _json(gate, *args)
+    clash = gate.cli("keys", "list", "--json", "--format", "text")
+    assert clash.exit_code == 2 and "--json" in clash.output

@@ -40,6 +40,7 @@ DEFAULT_KEYS_DIR = "audit/keys"
 
 MSG_INTERNAL = "internal error: {kind}: {error} (a bug in clinval; set {env}=1 for a traceback)"
 MSG_NO_INPUT = "no {what} given: enter it at the prompt or set ${env} for non-interactive use"
+MSG_FORMAT_CLASH = "--json asks for JSON but --format asks for {chosen}: give one of them."
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ClinvalError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError,
@@ -145,9 +146,30 @@ def sorted_choices(module: str, name: str) -> Callable[[], list[str]]:
 
 # -- output -------------------------------------------------------------------------------
 def format_option(*formats: str, default: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``--format`` with these choices (the first is the default); machine formats go to stdout alone."""
-    return click.option("--format", "output_format", type=click.Choice(formats), default=default or formats[0],
-                        show_default=True, help="What to print on stdout: " + ", ".join(formats) + ".")
+    """``--format`` with these choices (the first is the default), and ``--json`` for ``--format json``.
+
+    Machine formats go to stdout alone; notes go to stderr. The command receives
+    ``output_format`` only.
+    """
+    choice = click.option("--format", "output_format", type=click.Choice(formats), default=default or formats[0],
+                          show_default=True, help="What to print on stdout: " + ", ".join(formats) + ".")
+    if "json" not in formats:
+        return choice
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)  # keeps the `friendly` mark of the command
+        def with_json_flag(*args: Any, as_json: bool = False, **kwargs: Any) -> Any:
+            if as_json:
+                source = click.get_current_context().get_parameter_source("output_format")
+                if source == click.core.ParameterSource.COMMANDLINE and kwargs["output_format"] != "json":
+                    raise UserError(MSG_FORMAT_CLASH.format(chosen=kwargs["output_format"]))
+                kwargs["output_format"] = "json"
+            return command(*args, **kwargs)
+
+        flag = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout (same as --format json).")
+        return choice(flag(with_json_flag))
+
+    return decorate
 
 
 def echo_json(value: Any) -> None:

@@ -84,6 +84,11 @@ def audit() -> None:
     """
 
 
+# paths the ledger records as given, relative to --root: kept as text, shown as FILE/DIRECTORY like every path
+_RELATIVE_FILE = click.Path(dir_okay=False)
+_RELATIVE_DIR = click.Path(file_okay=False)
+
+
 @audit.command()
 @click.option(
     "--root",
@@ -92,8 +97,8 @@ def audit() -> None:
     show_default=True,
     help="Repository root; dvc.lock, reports and recorded paths are relative to it.",
 )
-@click.option("--dvc-lock", default="dvc.lock", show_default=True, help="DVC lock file, relative to --root.")
-@click.option("--reports", "reports_dir", default="reports", show_default=True, help="Directory of evidence records (*.json), relative to --root.")
+@click.option("--dvc-lock", type=_RELATIVE_FILE, default="dvc.lock", show_default=True, help="DVC lock file, relative to --root.")
+@click.option("--reports", "reports_dir", type=_RELATIVE_DIR, default="reports", show_default=True, help="Directory of evidence records (*.json), relative to --root.")
 @click.option("--actor", default=PIPELINE_ACTOR, show_default=True, help="User id of the recording signer.")
 @click.option("--printed-name", default=PIPELINE_NAME, show_default=True, help="Printed name used if --create-signer creates the key.")
 @click.option(
@@ -101,7 +106,7 @@ def audit() -> None:
     is_flag=True,
     help="If this machine has no key for --actor, create one non-interactively with $CLINVAL_PASSPHRASE.",
 )
-@click.option("--approvals", default=DEFAULT_APPROVALS, show_default=True,
+@click.option("--approvals", type=_RELATIVE_DIR, default=DEFAULT_APPROVALS, show_default=True,
               help="The approval cache, rebuilt from the verified ledger after recording (relative to --root).")
 @ledger_options
 @friendly

@@ -22,6 +22,8 @@ from clinval.cli.serve import DEFAULT_LOG_DIR, live_options, machine_signer
 
 __all__ = ["outcomes", "predictions"]
 
+MSG_EMPTY_WINDOW = "--since {since} is not before --until {until}: no prediction can lie in that window."
+
 
 @click.group()
 def predictions() -> None:
@@ -50,6 +52,8 @@ def export(out: Path, since: datetime | None, until: datetime | None, sealed_onl
     from clinval._io import atomic_write_bytes
     from clinval.predlog import export_predictions
 
+    if since is not None and until is not None and since >= until:
+        raise UserError(MSG_EMPTY_WINDOW.format(since=since, until=until))
     frame = export_predictions(directory=log_dir, root=root, ledger=open_ledger(ledger_path, checkpoint_dir, keys_dir),
                                since=since, until=until, include_open=not sealed_only)
     atomic_write_bytes(out, frame.to_parquet(index=False))

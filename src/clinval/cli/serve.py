@@ -118,7 +118,7 @@ def build_service(*, study_path: str, log_dir: Path, root: Path, signer: Callabl
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
-@click.option("--locked", default="models/locked", show_default=True, help="The locked model folder as the ledger records it.")
+@click.option("--locked", type=click.Path(file_okay=False), default="models/locked", show_default=True, help="The locked model folder as the ledger records it.")
 @click.option("--reports", "reports_dir", default="reports", show_default=True, type=OUTPUT_DIR,
               help="Evidence records whose monitored metrics /metrics shows.")
 @click.option("--approvals", "approvals_dir", default=DEFAULT_APPROVALS, show_default=True, type=OUTPUT_DIR,
