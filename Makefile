@@ -1,7 +1,7 @@
 # Two commands on a fresh machine (Python 3.11, pip, git, make):
 #   make run    install from uv.lock, run the whole pipeline, record it in the audit ledger
 #   make test   the whole test suite (unit tests, notebooks with nbval, clean-clone reproduction)
-.PHONY: setup setup-lab run repro test test-fast lab clean help
+.PHONY: setup run repro test test-fast lab clean help
 .DEFAULT_GOAL := help
 
 PYTHON   ?= python3
@@ -20,19 +20,13 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
+# The `lab` dependency group (JupyterLab) is part of the setup, so `make lab` installs nothing
+# when it runs (a fresh machine may be offline by then); `uv sync` is exact, so every sync names it.
 .venv/.synced: $(UV) uv.lock pyproject.toml
-	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
-	@touch $@
-
-setup: .venv/.synced  ## install the locked environment into .venv
-
-# JupyterLab is the `lab` dependency group, installed once (not by every `make setup`: CI and the
-# service do not need it). A later exact `uv sync` removes it; the stamp is then older and re-runs.
-.venv/.lab-synced: .venv/.synced
 	$(UV) sync --frozen --compile-bytecode --group lab --python $(PYTHON)
 	@touch $@
 
-setup-lab: .venv/.lab-synced  ## install the locked environment with JupyterLab
+setup: .venv/.synced  ## install the locked environment (with JupyterLab) into .venv
 
 repro: setup  ## run the DVC pipeline (a no-op when nothing changed)
 	$(RUN) clinval study embed
@@ -60,9 +54,10 @@ test: repro  ## nbval and `repro check` need the pipeline's outputs; everything 
 test-fast: setup  ## unit tests only (no clone, no pipeline): the inner loop
 	$(RUN) pytest -n 2 -m "not e2e" -p no:cacheprovider tests
 
-# `clinval lab` passes --allow-root when run as root and keeps the notebooks' committed metadata on save.
-lab: setup-lab  ## kernels run in the pipeline's pinned numeric environment, so results match the records
-	$(RUN) python -m clinval.numeric_env clinval lab notebooks/
+# `clinval lab` pins the numeric environment (kernels compute what the records hold), passes
+# --allow-root when run as root, and keeps the notebooks' committed metadata on save.
+lab: setup  ## JupyterLab on notebooks/; run `make run` first: the notebooks read its outputs
+	$(RUN) clinval lab notebooks/
 
 clean:
 	rm -rf .venv $(TOOLS) .clinval

@@ -39,8 +39,8 @@ PRE_SAVE_HOOK = "clinval.cli.lab.keep_notebook_metadata"
 """Import string of the hook, as the server's ``ContentsManager.pre_save_hook`` setting takes it."""
 
 MSG_NO_LAB = (
-    "JupyterLab is not installed in this environment (it is the `lab` dependency group): run `make lab`, "
-    "or `.tools/bin/uv sync --frozen --group lab` and then `clinval lab`"
+    "JupyterLab is not installed in this environment (it is the `lab` dependency group, part of `make setup`): "
+    "run `make setup`, or `.tools/bin/uv sync --frozen --group lab`, then `make lab`"
 )
 MSG_NO_OUTPUTS = "warning: {path} does not exist yet: the notebooks read the pipeline's outputs, so run `make run` first"
 
