@@ -91,3 +91,47 @@ def test_jupyter_checkpoints_are_ignored_by_git():
     checked = subprocess.run(["git", "check-ignore", "-q", "notebooks/.ipynb_checkpoints/01_reference_profile-checkpoint.ipynb"],
                              cwd=ROOT, check=False)
     assert checked.returncode == 0
+
+
+@pytest.mark.e2e
+def test_a_real_server_saves_an_opened_notebook_with_the_committed_bytes(tmp_path):
+    """`clinval lab` starts JupyterLab (as root too); a save carrying this kernel's metadata writes the committed bytes."""
+    import os
+    import signal
+    import socket
+    import sys
+    import time
+
+    import httpx
+
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    notebook = NOTEBOOKS[0]
+    (folder / notebook.name).write_bytes(notebook.read_bytes())
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "clinval", "lab", str(folder), "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+         "--IdentityProvider.token=", "--ServerApp.disable_check_xsrf=True"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env={**os.environ, "HOME": str(tmp_path)},
+    )
+    try:
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.stderr.read().decode()
+            try:
+                model = client.get(f"/api/contents/{notebook.name}", params={"content": 1})
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "JupyterLab did not answer within 2 minutes"
+                time.sleep(0.5)
+        assert model.status_code == 200
+        opened = _opened_in_jupyterlab(notebook)  # what JupyterLab sends after connecting a kernel
+        saved = client.put(f"/api/contents/{notebook.name}", json=opened)
+        assert saved.status_code == 200, saved.text
+        assert (folder / notebook.name).read_bytes() == notebook.read_bytes()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
