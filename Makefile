@@ -49,7 +49,7 @@ run: repro $(if $(CLINVAL_PASSPHRASE),,$(PIPELINE_SECRET))  ## the workbook, sta
 # Two workers: the clean-clone pipeline and the review gate run beside the unit tests;
 # --dist loadfile keeps each file's fixtures (one clone per file) on one worker.
 test: repro  ## nbval and `repro check` need the pipeline's outputs; everything else needs nothing
-	$(RUN) pytest -n 2 --dist loadfile -p no:cacheprovider tests --nbval-lax notebooks
+	$(RUN) pytest -n 2 --dist loadfile -p no:cacheprovider --durations=12 tests --nbval-lax notebooks
 
 test-fast: setup  ## unit tests only (no clone, no pipeline): the inner loop
 	$(RUN) pytest -n 2 -m "not e2e" -p no:cacheprovider tests

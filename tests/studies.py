@@ -61,3 +61,14 @@ def write_registry_study(root, *, n_per_year: int = 900, seed: int = 7):
         })
         frame.to_parquet(folder / f"{year}.parquet", index=False)
     return folder
+
+
+MONICA_PARAMS = __import__("pathlib").Path(__file__).resolve().parent / "fixtures" / "monica" / "params"
+"""The MONICA study's params/ as shipped, pinned for the tests that need MONICA's plan or settings."""
+
+
+def monica_params(name: str) -> dict:
+    """One pinned MONICA params file (``"pccp"``, ``"fairness"``, ...) as a dict."""
+    import yaml
+
+    return yaml.safe_load((MONICA_PARAMS / f"{name}.yaml").read_text())

@@ -21,6 +21,7 @@ from click.testing import CliRunner
 
 from clinval import data
 from clinval.cli import main
+from studies import monica_params
 
 
 def _good_frame(n_per_year: int = 120) -> pd.DataFrame:
@@ -291,7 +292,7 @@ def test_the_command_prints_one_paragraph_and_exits_2(tmp_path):
 def test_check_mode_validates_the_study_and_the_plan_without_writing(tmp_path, monkeypatch):
     _, params = _write(tmp_path, _good_frame())
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(params))
-    plan = yaml.safe_load((Path(__file__).resolve().parents[1] / "params" / "pccp.yaml").read_text())
+    plan = monica_params("pccp")
     plan["locked"]["features"] = ["smoker", "age", "sex"]  # the same set in another order fits
     plan["data_management"] = {"training_periods": ["2018", "2019"], "sequestered_periods": ["2020"]}
     (tmp_path / "pccp.yaml").write_text(yaml.safe_dump(plan))
@@ -305,7 +306,7 @@ def test_check_mode_validates_the_study_and_the_plan_without_writing(tmp_path, m
 def test_a_plan_written_for_another_study_is_refused_at_check(tmp_path, monkeypatch):
     _, params = _write(tmp_path, _good_frame())
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(params))
-    plan = yaml.safe_load((Path(__file__).resolve().parents[1] / "params" / "pccp.yaml").read_text())
+    plan = monica_params("pccp")
     plan["locked"]["features"] = ["age", "sex", "premi"]
     plan["data_management"] = {"training_periods": ["1991", "1992"], "sequestered_periods": ["1993"]}
     (tmp_path / "pccp.yaml").write_text(yaml.safe_dump(plan))

@@ -13,9 +13,10 @@ import yaml
 
 from clinval import pccp
 from clinval.performance import Estimate, PairedDifference
+from studies import monica_params
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = yaml.safe_load((ROOT / "params" / "pccp.yaml").read_text())
+SHIPPED = monica_params("pccp")  # MONICA's plan, pinned (params/ may name another study)
 
 
 def _plan(**changes):
@@ -195,3 +196,15 @@ def test_an_automatic_modification_is_built_without_a_person(monica, locked_mode
     built, _ = revalidation.build_candidates(approvals=[], current_alerts=[alert], plan=pccp.plan_from_params(SHIPPED),
                                              log=log, locked=pipeline, card=card, schema=monica.schema)
     assert built == []
+
+
+def test_a_plan_for_other_features_is_refused_before_a_candidate_is_built(monica, locked_model):
+    from clinval import model, revalidation
+
+    pipeline, card = locked_model
+    log = model.prediction_log(monica, pipeline, card)
+    plan = _plan(**{"locked.features": ["age", "sex"], "modifications.recalibration.approval": "automatic"})
+    alert = {"id": "calibration_drift-1991-x", "modification": "recalibration", "period": "1991"}
+    with pytest.raises(pccp.PlanError, match="locked features differ"):
+        revalidation.build_candidates(approvals=[], current_alerts=[alert], plan=plan, log=log,
+                                      locked=pipeline, card=card, schema=monica.schema)

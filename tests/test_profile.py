@@ -137,3 +137,11 @@ def test_threads_do_not_change_the_profile():
     for name in one.numeric:
         np.testing.assert_array_equal(one.numeric[name].sorted_values, two.numeric[name].sorted_values)
         np.testing.assert_array_equal(one.numeric[name].bin_counts, two.numeric[name].bin_counts)
+
+
+def test_integer_codes_are_listed_in_numeric_order():
+    from clinval.profile import build_reference_profile
+
+    frame = pd.DataFrame({"ward": [str(w) for w in [1, 2, 10, 11, 3] * 20] + ["nk"] * 5})
+    profile = build_reference_profile(frame, numeric=[], categorical=["ward"])
+    assert list(profile.categorical["ward"].categories) == ["1", "2", "3", "10", "11", "nk"]

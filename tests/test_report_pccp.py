@@ -19,10 +19,11 @@ from clinval.ledger import Ledger, record_run, register_key, verify
 from clinval.pccp import plan_from_params
 from clinval.report import NOT_VERIFIED, write_pccp_report
 from clinval.signing import Signer, esign
+from studies import MONICA_PARAMS
 
 ROOT = Path(__file__).resolve().parents[1]
 
-PLAN_FILE = ROOT / "params" / "pccp.yaml"
+PLAN_FILE = MONICA_PARAMS / "pccp.yaml"  # pinned: params/ may name another study
 ALERT = {
     "id": "calibration_drift-1991-aaaa", "kind": "drift", "trigger": "calibration_drift", "period": "1991",
     "summary": "1991: O/E 0.78 (95% CI 0.64 to 0.96) lies outside [0.8, 1.25]", "modification": "recalibration",

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from studies import MONICA_PARAMS
 
 pytestmark = pytest.mark.e2e
 
@@ -108,6 +109,8 @@ def pipeline(tmp_path_factory) -> Seen:
     base = tmp_path_factory.mktemp("gate")
     clone = base / "clinval"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+    # this scenario is MONICA's whatever study params/ names: install MONICA's pinned params
+    shutil.copytree(MONICA_PARAMS, clone / "params", dirs_exist_ok=True)
     repo = Repo(clone, base / "home")
     repo.run("dvc", "remote", "add", "--local", "checkout", str(ROOT / ".dvc" / "cache"))
     repo.run("dvc", "pull", "--remote", "checkout", check=False)  # whatever the checkout has; the rest is computed

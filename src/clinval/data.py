@@ -28,9 +28,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clinval import layout
 from clinval._io import atomic_directory
 from clinval.errors import InputError, MissingInputError
 from clinval.sources import CSV_ATTR, SOURCE_FILES_ATTR, EmbeddedSource, SourceError, duplicate_names, embedded_from_params, read_source
+from clinval.vocabulary import REFERENCE, category_key
 
 __all__ = [
     "PERIOD_RULES",
@@ -55,7 +57,6 @@ PERIOD_RULES = ("value", "year", "quarter", "month")
 one per calendar ``year``, ``quarter`` or ``month`` of a date column."""
 
 RESERVED_COLUMNS = ("record_id", "period", "label")
-REFERENCE = "reference"
 
 _ERR_PARAMS = "{params}: {problem}"
 _ERR_COLUMN = "{source}: column '{column}' {problem}{example}"
@@ -99,7 +100,7 @@ class Study:
     period_rule: str
     reference: tuple[Any, Any]
     production: tuple[Any, Any]
-    params_path: str = "params/study.yaml"
+    params_path: str = layout.STUDY
     embedded: EmbeddedSource | None = None
     encoding: str = "utf-8"
 
@@ -172,7 +173,7 @@ def _bounds(value: Any, where: str, params: str) -> tuple[Any, Any]:
     return value["from"], value["to"]
 
 
-def study_from_params(params: Mapping[str, Any], *, params_path: str = "params/study.yaml") -> Study:
+def study_from_params(params: Mapping[str, Any], *, params_path: str = layout.STUDY) -> Study:
     """Check the structure of a parsed ``study.yaml`` and return a :class:`Study`.
 
     Raises
@@ -630,7 +631,7 @@ def data_dictionary(prepared: PreparedStudy) -> pd.DataFrame:
         rows.append({"column": column, "role": "numeric feature", "type": "number",
                      "values": f"{values.min():g} to {values.max():g}"})
     for column in s.categorical:
-        cats = sorted(frame[column].dropna().unique().tolist())
+        cats = [str(c) for c in sorted(frame[column].dropna().unique().tolist(), key=category_key)]
         rows.append({"column": column, "role": "categorical feature", "type": "category", "values": ", ".join(cats)})
     rows.append({"column": s.time, "role": "time", "type": "period",
                  "values": f"reference, then {', '.join(prepared.periods)}"})
@@ -659,8 +660,11 @@ def category_frequencies(frame: pd.DataFrame, schema: Schema, *, min_cell_size: 
     (complementary suppression within each feature, since its total is shown)."""
     from clinval.privacy import suppressed_shares
 
+    def ordered(counts: pd.Series) -> pd.Series:
+        return counts.reindex(sorted(counts.index, key=category_key))
+
     tables = [
-        suppressed_shares(frame[column].fillna("(missing)").value_counts().sort_index(), min_cell_size=min_cell_size)
+        suppressed_shares(ordered(frame[column].fillna("(missing)").value_counts()), min_cell_size=min_cell_size)
         .assign(feature=column)
         for column in schema.categorical
     ]

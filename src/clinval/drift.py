@@ -134,6 +134,7 @@ from clinval.profile import (
     _summarise_numeric_sorted,
     build_reference_profile,
 )
+from clinval.vocabulary import STATUS_OK
 
 __all__ = [
     "RESULT_COLUMNS",
@@ -154,7 +155,6 @@ __all__ = [
     "segment_ranking",
 ]
 
-STATUS_OK = "ok"
 INSUFFICIENT = "insufficient data: "
 
 ERR_SETTING_RANGE = "DriftSettings.{name} must be {rule}, got {value!r}"

@@ -29,6 +29,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from clinval.vocabulary import REFERENCE, STATUS_OK
+
 if TYPE_CHECKING:
     from clinval.predlog import LogStats
 
@@ -59,14 +61,14 @@ def records_metrics(*, reports_dir: str | os.PathLike[str], approvals_dir: str |
             value, lower, upper = (GaugeMetricFamily(name + suffix, _HELP[metric] + text, labels=["period"])
                                    for suffix, text in (("", ""), ("_lower", ": lower 95% bound"), ("_upper", ": upper 95% bound")))
             for row in values.get("performance") or []:
-                if row.get("metric") == metric and row.get("status") == "ok" and row.get("period") != "reference":
+                if row.get("metric") == metric and row.get("status") == STATUS_OK and row.get("period") != REFERENCE:
                     for family, key in ((value, "value"), (lower, "lower"), (upper, "upper")):
                         if _finite(row.get(key)):
                             family.add_metric([str(row["period"])], float(row[key]))
             families += [value, lower, upper]
         estimated = GaugeMetricFamily("clinval_estimated_auroc", "Label-free (CBPE) AUROC estimate per production period", labels=["period"])
         for row in values.get("label_free_estimates") or []:
-            if row.get("metric") == "AUROC" and row.get("status") == "ok" and _finite(row.get("value")):
+            if row.get("metric") == "AUROC" and row.get("status") == STATUS_OK and _finite(row.get("value")):
                 estimated.add_metric([str(row["period"])], float(row["value"]))
         drifted = GaugeMetricFamily("clinval_drifted_features", "Input features that drifted (FDR-controlled) per production period", labels=["period"])
         counts: dict[str, int] = {}

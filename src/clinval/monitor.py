@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 
 from clinval import drift, performance, spc
-from clinval.data import REFERENCE, PreparedStudy
+from clinval.data import PreparedStudy
 from clinval.fairness import INTERSECTION_SEPARATOR, sensitive_frame
 from clinval.profile import build_reference_profile
+from clinval.vocabulary import REFERENCE, STATUS_OK
 
 __all__ = ["MONITORED_METRICS", "MonitoringReport", "feature_shares", "monitor"]
 
@@ -70,20 +71,11 @@ class MonitoringReport:
         """The main results in plain language, one sentence each."""
         out = []
         ref = self.reference_performance.set_index("metric")
-        prev = self.prevalence[self.prevalence["status"] == "ok"]
-        if not prev.empty:
-            last = prev.iloc[-1]
-            ref_rate = last["prevalence"] - last["difference"]
-            direction = "fell" if last["difference"] < 0 else "rose"
-            out.append(
-                f"The outcome rate {direction} from {ref_rate:.1%} in the reference period to {last['prevalence']:.1%} in "
-                f"{last['period']} (difference {last['difference'] * 100:+.1f} points, 95% CI {last['difference_lower'] * 100:+.1f} "
-                f"to {last['difference_upper'] * 100:+.1f}; Fisher p = {last['p_value']:.2g})."
-            )
+        out += _outcome_rate_findings(self.prevalence[self.prevalence["status"] == STATUS_OK])
         risk = self.predictions["mean_predicted_risk"]
         out.append(f"The model's mean predicted risk ranged from {risk.min():.3f} to {risk.max():.3f} across production periods "
                    f"(reference hold-out {self.reference_mean_risk:.3f}).")
-        oe = self.production_performance[(self.production_performance["metric"] == "O/E") & (self.production_performance["status"] == "ok")]
+        oe = self.production_performance[(self.production_performance["metric"] == "O/E") & (self.production_performance["status"] == STATUS_OK)]
         off = oe[(oe["upper"] < 1) | (oe["lower"] > 1)]
         if not off.empty:
             parts = ", ".join(f"{r['period']} {r['value']:.2f} ({r['lower']:.2f}-{r['upper']:.2f})" for _, r in off.iterrows())
@@ -91,8 +83,8 @@ class MonitoringReport:
             out.append(f"Observed/expected events exclude 1 in {len(off)} period(s): the model {word} risk there ({parts}).")
         elif not oe.empty:
             out.append("Observed/expected events include 1 in every labelled period: no evidence of miscalibration in the large.")
-        if "AUROC" in ref.index and ref.loc["AUROC", "status"] == "ok":
-            auc = self.production_performance[(self.production_performance["metric"] == "AUROC") & (self.production_performance["status"] == "ok")]
+        if "AUROC" in ref.index and ref.loc["AUROC", "status"] == STATUS_OK:
+            auc = self.production_performance[(self.production_performance["metric"] == "AUROC") & (self.production_performance["status"] == STATUS_OK)]
             if not auc.empty:
                 out.append(f"AUROC ranged from {auc['value'].min():.2f} to {auc['value'].max():.2f} in production "
                            f"(reference hold-out {ref.loc['AUROC', 'value']:.2f}, 95% CI {ref.loc['AUROC', 'lower']:.2f}-{ref.loc['AUROC', 'upper']:.2f}).")
@@ -119,10 +111,30 @@ class MonitoringReport:
             drifted = rows[rows["drifted"]]["feature"].astype(str).tolist()
             missing = rows[rows["missing_drifted"]]["feature"].astype(str).tolist()
             new = rows[rows["new_level_drifted"]]["feature"].astype(str).tolist()
-            out.append({"period": period, "features tested": int((rows["status"] == "ok").sum()),
+            out.append({"period": period, "features tested": int((rows["status"] == STATUS_OK).sum()),
                         "drifted (FDR)": len(drifted), "which": ", ".join(drifted) or "none",
                         "missing rate changed": ", ".join(missing) or "none", "new categories": ", ".join(new) or "none"})
         return pd.DataFrame(out)
+
+
+def _outcome_rate_findings(prevalence: pd.DataFrame) -> list[str]:
+    """Every period whose outcome rate differs from the reference (Newcombe CI excludes 0), else the last one."""
+    if prevalence.empty:
+        return []
+    ref_rate = prevalence["prevalence"].iloc[0] - prevalence["difference"].iloc[0]
+
+    def change(r) -> str:
+        return (f"{r['period']} {r['prevalence']:.1%} (difference {r['difference'] * 100:+.1f} points, 95% CI "
+                f"{r['difference_lower'] * 100:+.1f} to {r['difference_upper'] * 100:+.1f}; Fisher p = {r['p_value']:.2g})")
+
+    shifted = prevalence[(prevalence["difference_lower"] > 0) | (prevalence["difference_upper"] < 0)]
+    if shifted.empty:
+        last = prevalence.iloc[-1]
+        return [f"The outcome rate of no production period differs from the reference's {ref_rate:.1%}; "
+                f"the last: {change(last)}."]
+    periods = "period" if len(shifted) == 1 else "periods"
+    return [f"The outcome rate differs from the reference's {ref_rate:.1%} in {len(shifted)} {periods}: "
+            + "; ".join(change(r) for _, r in shifted.iterrows()) + "."]
 
 
 def _data_quality_findings(features: pd.DataFrame) -> list[str]:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clinval import layout
 from clinval.errors import ClinvalError, InputError
 
 __all__ = [
@@ -44,6 +45,8 @@ __all__ = [
     "period_digest",
     "plan_from_params",
     "plan_fits_study",
+    "require_plan_fits_study",
+    "training_data_breaches",
     "plan_summary",
     "triggers_from_params",
 ]
@@ -251,7 +254,7 @@ def _alert(trigger: Trigger, period: str, frame: pd.DataFrame, summary: str, evi
     aid = alert_id(trigger.name, period, period_digest(frame))
     return Alert(id=aid, kind=trigger.source, trigger=trigger.name, period=period, summary=summary,
                  modification=trigger.modification, n_records=int(len(frame)),
-                 queue_file=f"data/review_queue/{aid}.parquet", evidence=dict(evidence))
+                 queue_file=layout.queue_file(aid), evidence=dict(evidence))
 
 
 def _metric_row(performance: pd.DataFrame, period: str, metric: str) -> pd.Series | None:
@@ -387,13 +390,19 @@ def check_modification(plan: ChangeControlPlan, *, modification: str, features: 
         raise ModificationRefused(_ERR_REFUSED_LOCKED.format(what="the feature list", locked=list(plan.locked_features), actual=list(features)))
     if model_family != plan.locked_model_family:
         raise ModificationRefused(_ERR_REFUSED_LOCKED.format(what="the model family", locked=plan.locked_model_family, actual=model_family))
-    sequestered = sorted(set(map(str, training_periods)) & set(plan.sequestered_periods))
+    sequestered, outside = training_data_breaches(plan, training_periods)
     if sequestered:
         raise ModificationRefused(_ERR_SEQUESTERED.format(periods=sequestered))
-    outside = sorted(set(map(str, training_periods)) - set(plan.training_periods))
     if outside:
         raise ModificationRefused(_ERR_NOT_PERMITTED.format(periods=outside, allowed=list(plan.training_periods)))
     return plan.modifications[modification]
+
+
+def training_data_breaches(plan: ChangeControlPlan, training_periods: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The plan's data-management rule, written once: the periods a model was (or would be)
+    trained on that are sequestered, and those outside the permitted training periods."""
+    trained = set(map(str, training_periods))
+    return sorted(trained & set(plan.sequestered_periods)), sorted(trained - set(plan.training_periods))
 
 
 def evaluate_criteria(
@@ -482,6 +491,18 @@ def plan_fits_study(plan: ChangeControlPlan, *, features: Sequence[str], periods
         if unknown:
             problems.append(f"data_management.{name} {unknown} are not production periods of the study ({', '.join(periods)}).")
     return problems
+
+
+def require_plan_fits_study(plan: ChangeControlPlan, *, features: Sequence[str], periods: Sequence[str]) -> None:
+    """Raise :class:`PlanError` with every problem :func:`plan_fits_study` finds.
+
+    Called by each stage that reads the plan (``clinval study check`` before the pipeline,
+    building and evaluating candidates), so a plan left over from another study is refused
+    before anything is built, not after a signed approval.
+    """
+    problems = plan_fits_study(plan, features=features, periods=periods)
+    if problems:
+        raise PlanError("params/pccp.yaml does not fit the study: " + " ".join(problems))
 
 
 def _interval_text(value: float, lower: float, upper: float, status: str) -> str:

@@ -44,6 +44,8 @@ from sklearn.metrics import average_precision_score, brier_score_loss
 from sklearn.preprocessing import SplineTransformer
 
 from clinval.errors import InputError
+from clinval.risk import logit
+from clinval.vocabulary import STATUS_OK
 
 __all__ = [
     "CBPE_METRICS",
@@ -67,8 +69,7 @@ __all__ = [
     "realised_metrics",
 ]
 
-_EPS = 1e-12
-OK = "ok"
+OK = STATUS_OK
 _ERR_ONE_CLASS = "insufficient data: only one outcome class ({n_pos} events, {n_neg} non-events)"
 _ERR_TOO_FEW = "insufficient data: {n} records (need at least {min_n})"
 _ERR_FEW_PER_CLASS = "insufficient data: {n_pos} events and {n_neg} non-events (need at least {k} of each)"
@@ -245,9 +246,7 @@ def prevalence(y, *, confidence: float = 0.95) -> Estimate:
 # ------------------------------------------------------------------ calibration
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, _EPS, 1 - _EPS)
-    return np.log(p / (1 - p))
+_logit = logit  # clinval.risk: one formula for fitting, scoring and serving
 
 
 def _glm(y: np.ndarray, exog: np.ndarray, offset: np.ndarray | None, cov_type: str = "nonrobust"):
@@ -299,8 +298,13 @@ def observed_expected(y, risk, *, confidence: float = 0.95) -> Estimate:
     y, risk = _arrays(y, risk)
     observed, expected = float(y.sum()), float(risk.sum())
     method = "delta method on log(O/E)"
-    if observed == 0 or y.size == 0:
-        return _missing("O/E", method, y.size, "insufficient data: no observed events")
+    if y.size == 0 or expected == 0:
+        return _missing("O/E", method, y.size, _ERR_TOO_FEW.format(n=y.size, min_n=1))
+    if observed == 0:
+        # no event where some were expected is evidence, not a gap: O/E is 0 and the exact
+        # (Garwood) Poisson bound for a count of 0 gives the upper limit
+        upper = float(stats.chi2.ppf(0.5 + confidence / 2, 2)) / 2 / expected
+        return Estimate(metric="O/E", value=0.0, lower=0.0, upper=upper, method="exact Poisson bound (no events)", n=y.size)
     ratio = observed / expected
     se = math.sqrt((1 - observed / y.size) / observed)
     z = _z(confidence)

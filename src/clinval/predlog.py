@@ -56,8 +56,7 @@ from clinval._io import sha256_file
 from clinval.errors import ClinvalError, InputError
 
 if TYPE_CHECKING:
-    from clinval.ledger import Entry, Ledger
-    from clinval.ledger._store import Signs
+    from clinval.ledger import Entry, Ledger, Signs
 
 __all__ = [
     "BATCH_KIND",
@@ -313,7 +312,7 @@ def _table(header: SegmentHeader, requests: Sequence[Mapping[str, Any]]) -> pa.T
 
 def _iso(time_us: int) -> str:
     """UTC time as the ledger writes it."""
-    from clinval.ledger._encoding import TIME_FORMAT
+    from clinval.ledger import TIME_FORMAT
 
     seconds, micros = divmod(time_us, 1_000_000)  # exact: a float of µs since 1970 can be off by one
     return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=micros).strftime(TIME_FORMAT)

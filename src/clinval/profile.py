@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from clinval.errors import InputError, InputTypeError, MissingInputError
+from clinval.vocabulary import category_key
 
 __all__ = [
     "CategoricalPeriodSummary",
@@ -357,9 +358,7 @@ def _compress_ties(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray | 
     return sorted_values[starts].copy(), counts
 
 
-def _category_key(value: Any) -> tuple[str, str]:
-    """Sort key giving a stable category order across dtypes (1 and 1.0 are equal)."""
-    return (str(value), type(value).__name__)
+_category_key = category_key  # clinval.vocabulary: numeric codes in numeric order
 
 
 def _value_counts(series: pd.Series) -> tuple[pd.Series, int]:

@@ -33,12 +33,21 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from clinval import performance
+from clinval import layout, performance
 from clinval._io import atomic_directory
-from clinval.data import Schema
+from clinval.data import REFERENCE, Schema
+from clinval.gate import AUTOMATIC
 from clinval.model import ModelCard, build_pipeline, feature_frame, score
-from clinval.pccp import ChangeControlPlan, CriterionResult, ModificationRefused, check_modification, evaluate_criteria
+from clinval.pccp import (
+    ChangeControlPlan,
+    CriterionResult,
+    ModificationRefused,
+    check_modification,
+    evaluate_criteria,
+    require_plan_fits_study,
+)
 from clinval.review import Approval, check_approval
+from clinval.risk import logit, recalibrated
 
 __all__ = [
     "MODIFICATIONS",
@@ -65,9 +74,7 @@ class RecalibratedModel:
         self.locked, self.intercept, self.slope = locked, float(intercept), float(slope)
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
-        p = np.clip(self.locked.predict_proba(features)[:, 1], 1e-12, 1 - 1e-12)
-        z = self.intercept + self.slope * np.log(p / (1 - p))
-        q = 1 / (1 + np.exp(-z))
+        q = recalibrated(self.locked.predict_proba(features)[:, 1], self.intercept, self.slope)
         return np.column_stack([1 - q, q])
 
 
@@ -114,21 +121,20 @@ def _digest(frame: pd.DataFrame, columns: Sequence[str]) -> str:
     return hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-12, 1 - 1e-12)
-    return np.log(p / (1 - p))
-
-
 def _fit(modification: str, *, locked, card: ModelCard, schema: Schema, rows: pd.DataFrame):
     y = rows["label"].astype(int).to_numpy()
     if modification == "recalibration":
         # an unpenalised logistic regression (C = inf) of the outcome on the locked logit
-        fit = LogisticRegression(C=np.inf, max_iter=1000).fit(_logit(rows["predicted_risk"].to_numpy())[:, None], y)
+        fit = LogisticRegression(C=np.inf, max_iter=1000).fit(logit(rows["predicted_risk"].to_numpy())[:, None], y)
         intercept, slope = float(fit.intercept_[0]), float(fit.coef_[0, 0])
         return RecalibratedModel(locked, intercept, slope), {"intercept": round(intercept, 10), "slope": round(slope, 10)}
     pipeline = build_pipeline(schema, card.recipe)
     pipeline.fit(feature_frame(rows, schema), y)
     return pipeline, {"recipe": asdict(card.recipe)}
+
+
+def _production_periods(log: pd.DataFrame) -> list[str]:
+    return [str(p) for p in pd.unique(log["period"]) if p != REFERENCE]
 
 
 def build_candidates(
@@ -149,6 +155,7 @@ def build_candidates(
     mapping ``{alert_id, reason}``: approvals that do not verify, alerts not in the current
     run, alerts without an allowed modification, or modifications the plan refuses.
     """
+    require_plan_fits_study(plan, features=schema.features, periods=_production_periods(log))
     current = {a["id"]: a for a in current_alerts}
     wanted: dict[str, list[Approval]] = {}
     automatic: dict[str, list[str]] = {}
@@ -203,9 +210,9 @@ def build_candidates(
         alert_ids = {a.alert_id for a in approved} | set(automatic_ids.get(modification, ()))
         candidate = Candidate(
             id=cid, modification=modification, alert_ids=tuple(sorted(alert_ids)),
-            approved_by=tuple(sorted({a.signer for a in approved})) or ("automatic (per plan)",),
+            approved_by=tuple(sorted({a.signer for a in approved})) or (AUTOMATIC,),
             training_periods=tuple(plan.training_periods),
-            n_train=int(len(rows)), training_data_digest=digest, model_file=f"models/candidates/{cid}/{MODEL_FILE}",
+            n_train=int(len(rows)), training_data_digest=digest, model_file=layout.candidate_model_file(cid, MODEL_FILE),
             details=details, approvals=tuple(sorted((a.reference() for a in approved), key=lambda r: r["seq"])),
             plan_sha256=plan_sha256,
         )
@@ -258,6 +265,7 @@ def evaluate_candidate(
     ``groups`` holds sensitive-group columns aligned with ``log`` (one column per
     attribute) for the subgroup criterion.
     """
+    require_plan_fits_study(plan, features=schema.features, periods=_production_periods(log))
     rows = log[log["period"].isin(plan.sequestered_periods) & log["label"].notna()]
     y = rows["label"].astype(int).to_numpy()
     locked_risk = rows["predicted_risk"].to_numpy()

@@ -106,6 +106,7 @@ from scipy import stats
 
 from clinval import drift as _drift
 from clinval import performance as _performance
+from clinval import risk as _risk
 from clinval.drift import RESULT_COLUMNS, DriftSettings
 from clinval.errors import InputError
 from clinval.profile import (
@@ -119,6 +120,7 @@ from clinval.profile import (
     _summarise_numeric_sorted,
     merge_summaries,
 )
+from clinval.vocabulary import REFERENCE, STATUS_OK
 
 __all__ = [
     "DRIFT_COLUMNS",
@@ -506,7 +508,7 @@ def _drift_counts(frame: pd.DataFrame, reference: ReferenceProfile, grids: Mappi
 
 def _risk_bins(risk: np.ndarray, resolution: int, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
     """Risk-grid bin of each risk and its (clipped) logit."""
-    logit = _performance._logit(risk)
+    logit = _risk.logit(risk)
     index = np.floor((logit + RISK_LOGIT_LIMIT) * resolution).astype(np.int64)
     return np.clip(index, 0, n_bins - 1), logit
 
@@ -767,7 +769,7 @@ def count_log_rows(path: str | os.PathLike) -> int:
 
 
 def read_reference_risk(
-    path: str | os.PathLike, *, columns: LogColumns = LogColumns(), reference_period: str = "reference"
+    path: str | os.PathLike, *, columns: LogColumns = LogColumns(), reference_period: str = REFERENCE
 ) -> np.ndarray:
     """Predicted risks of the log's reference rows (e.g. the pipeline's hold-out), one pass.
 
@@ -1077,7 +1079,7 @@ class StreamTables:
         predictions = self.predictions.set_index("period") if len(self.predictions) else None
         for period, rows in self.features.groupby("period", sort=False):
             drifted = rows.loc[rows["drifted"], "feature"].astype(str).tolist()
-            entry = {"period": period, "rows": self.n_rows[period], "features tested": int(rows["status"].eq("ok").sum()),
+            entry = {"period": period, "rows": self.n_rows[period], "features tested": int(rows["status"].eq(STATUS_OK).sum()),
                      "drifted (FDR)": len(drifted), "which": ", ".join(drifted) or "none"}
             if predictions is not None and period in predictions.index:
                 entry["prediction drifted"] = bool(predictions.loc[period, "drifted"])

@@ -57,6 +57,7 @@ sign-off page) in :mod:`clinval.signoff`. See ``docs/ledger.md`` for the file fo
 
 from clinval.ledger._checkpoint import CHECKPOINT_FILE, Checkpoint, CheckpointError, read_checkpoint
 from clinval.ledger._encoding import (
+    TIME_FORMAT,
     b64decode_exact,
     b64encode,
     canonical,
@@ -82,7 +83,7 @@ from clinval.ledger._excerpt import Excerpt, check_excerpt
 from clinval.ledger._keys import register_key, revoke_key
 from clinval.ledger._record import RecordResult, record_run
 from clinval.ledger._state import RegisteredKey
-from clinval.ledger._store import Ledger
+from clinval.ledger._store import Ledger, Signs
 from clinval.ledger._trust import (
     Cosignature,
     PinnedHead,
@@ -104,6 +105,7 @@ __all__ = [
     "MEANINGS",
     "PERSON_KINDS",
     "ROLES",
+    "TIME_FORMAT",
     "USER_ID_PATTERN",
     "Checkpoint",
     "CheckpointError",
@@ -116,6 +118,7 @@ __all__ = [
     "PinnedHead",
     "RecordResult",
     "RegisteredKey",
+    "Signs",
     "TrustRoot",
     "VerifyResult",
     "Witness",

@@ -12,10 +12,20 @@ from __future__ import annotations
 
 import matplotlib
 
-__all__ = ["use_record_style", "PALETTE"]
+__all__ = ["use_record_style", "PALETTE", "colours"]
 
 PALETTE = ("#1f4e79", "#c55a11", "#548235", "#7030a0", "#bf9000", "#2e75b6", "#a50021")
 """Colour-blind-friendly enough, and distinct in greyscale print."""
+
+
+def colours(n: int) -> list:
+    """``n`` distinct colours: the palette while it lasts, else evenly spaced on viridis
+    (so a feature with 13 wards never shows two wards in one colour)."""
+    if n <= len(PALETTE):
+        return list(PALETTE[:n])
+    from matplotlib import colormaps
+
+    return [colormaps["viridis"](k / (n - 1)) for k in range(n)]
 
 
 def use_record_style() -> None:

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from clinval.plots import PALETTE
+from clinval.plots import PALETTE, colours
+from clinval.vocabulary import REFERENCE, STATUS_OK
 
 __all__ = ["category_shares", "control_charts", "drift_heatmap", "estimate_vs_realised", "metric_over_time"]
 
@@ -47,8 +48,8 @@ def category_shares(shares: Mapping[str, pd.DataFrame]) -> Figure | None:
         shares = table.assign(share=pd.to_numeric(table["share"]).fillna(0.0))  # hidden cells draw as empty
         wide = shares.pivot_table(index="period", columns="category", values="share", aggfunc="first", sort=False)
         bottom = np.zeros(len(wide))
-        for k, category in enumerate(wide.columns):
-            ax.bar(wide.index.astype(str), wide[category], bottom=bottom, color=PALETTE[k % len(PALETTE)], label=str(category))
+        for colour, category in zip(colours(len(wide.columns)), wide.columns):
+            ax.bar(wide.index.astype(str), wide[category], bottom=bottom, color=colour, label=str(category))
             bottom += wide[category].to_numpy()
         ax.set_ylabel("share")
         ax.set_ylim(0, 1)
@@ -63,9 +64,9 @@ def metric_over_time(performance: pd.DataFrame, *, metrics: Sequence[str]) -> Fi
     axes = np.atleast_1d(fig.subplots(1, len(metrics)))
     for ax, metric in zip(axes, metrics):
         rows = performance[performance["metric"] == metric]
-        ref = rows[rows["period"] == "reference"]
-        prod = rows[(rows["period"] != "reference") & (rows["status"] == "ok")]
-        if not ref.empty and ref.iloc[0]["status"] == "ok":
+        ref = rows[rows["period"] == REFERENCE]
+        prod = rows[(rows["period"] != REFERENCE) & (rows["status"] == STATUS_OK)]
+        if not ref.empty and ref.iloc[0]["status"] == STATUS_OK:
             r = ref.iloc[0]
             ax.axhspan(r["lower"], r["upper"], color="grey", alpha=0.15, label="reference 95% CI")
             ax.axhline(r["value"], color="grey", lw=1)

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import joblib
 
+from clinval import layout
 from clinval._io import sha256_file, sha256_path
 from clinval.data import Schema
 from clinval.errors import ClinvalError
-from clinval.ledger import verify
-from clinval.ledger._checkpoint import CHECKPOINT_FILE
+from clinval.ledger import CHECKPOINT_FILE, verify
 from clinval.serve.scorer import CompiledScorer, compile_model
 
 __all__ = ["ModelInForce", "ServeRefused", "model_in_force"]
@@ -84,8 +84,8 @@ def model_in_force(
     ledger_path: str | os.PathLike[str],
     checkpoint_dir: str | os.PathLike[str] | None,
     schema: Schema,
-    study_path: str = "params/study.yaml",
-    locked: str = "models/locked",
+    study_path: str = layout.STUDY,
+    locked: str = layout.LOCKED_MODEL,
 ) -> ModelInForce:
     """Verify the ledger, find the model in force, check its digest, load and compile it.
 

@@ -24,6 +24,7 @@ from pydantic import ConfigDict, Field, StrictInt, StrictStr, TypeAdapter
 from pydantic_core import PydanticCustomError
 from typing_extensions import NotRequired, TypedDict
 
+from clinval import layout
 from clinval.data import Schema
 from clinval.errors import InputError
 from clinval.predlog import PASS_THROUGH
@@ -71,7 +72,7 @@ class RequestSchema:
         return self.adapter.validate_json(body)["records"]
 
 
-def request_schema(schema: Schema, *, never_features: Sequence[str] = (), study_path: str = "params/study.yaml") -> RequestSchema:
+def request_schema(schema: Schema, *, never_features: Sequence[str] = (), study_path: str = layout.STUDY) -> RequestSchema:
     """Generate the request model of a study."""
     clash = sorted(set(PASS_THROUGH) & set(schema.features))
     if clash:

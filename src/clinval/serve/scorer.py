@@ -25,6 +25,7 @@ import pandas as pd
 from scipy.special import expit
 
 from clinval.errors import ClinvalError
+from clinval.risk import recalibrated
 
 __all__ = ["CompiledScorer", "ModelNotCompilable", "ScoredBatch", "compile_model"]
 
@@ -32,8 +33,6 @@ MSG_NOT_COMPILABLE = (
     "the model cannot be compiled for serving: {reason}. clinval serves the plan's locked "
     "family (logistic regression after the locked preprocessing) and its recalibrations."
 )
-# Clip of RecalibratedModel.predict_proba: keeps logit(p) finite.
-_RECALIBRATION_CLIP = 1e-12
 
 
 class ModelNotCompilable(ClinvalError, ValueError):
@@ -140,8 +139,7 @@ class CompiledScorer:
         risk = expit(design @ self.coef + self.intercept)
         if self.recalibration is not None:
             a, b = self.recalibration
-            p = np.clip(risk, _RECALIBRATION_CLIP, 1 - _RECALIBRATION_CLIP)
-            risk = 1 / (1 + np.exp(-(a + b * np.log(p / (1 - p)))))
+            risk = recalibrated(risk, a, b)
         return ScoredBatch(risk=risk, unseen=tuple(tuple(u) for u in unseen))
 
 
