@@ -238,7 +238,8 @@ def _verdict(row: dict[str, Any], ok: str) -> str:
 
 def _result_rows(result: pd.DataFrame) -> list[dict[str, Any]]:
     """One JSON-ready dict per feature: the engine's columns, ``drifted`` null when untestable, and the verdict."""
-    from clinval.drift import RESULT_COLUMNS, STATUS_OK
+    from clinval.drift import RESULT_COLUMNS
+    from clinval.vocabulary import STATUS_OK
 
     rows = []
     for record in result.to_dict(orient="records"):
