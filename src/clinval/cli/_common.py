@@ -25,18 +25,19 @@ from typing import Any
 
 import click
 
+from clinval import layout
 from clinval.errors import ClinvalError
 
 EXIT_ERROR = 2
 EXIT_INTERNAL = 70
 """Exit status of a bug in clinval (``EX_SOFTWARE`` of sysexits.h), never confused with a user error."""
 ENV_DEBUG = "CLINVAL_DEBUG"
-DEFAULT_STUDY = "params/study.yaml"
-DEFAULT_PLAN = "params/pccp.yaml"
-DEFAULT_APPROVALS = "audit/approvals"
-DEFAULT_LEDGER = "audit/ledger.jsonl"
-DEFAULT_CHECKPOINTS = "audit/checkpoints"
-DEFAULT_KEYS_DIR = "audit/keys"
+DEFAULT_STUDY = layout.STUDY
+DEFAULT_PLAN = layout.PLAN
+DEFAULT_APPROVALS = layout.APPROVALS
+DEFAULT_LEDGER = layout.LEDGER
+DEFAULT_CHECKPOINTS = layout.CHECKPOINTS
+DEFAULT_KEYS_DIR = layout.KEYS
 
 MSG_INTERNAL = "internal error: {kind}: {error} (a bug in clinval; set {env}=1 for a traceback)"
 MSG_NO_INPUT = "no {what} given: enter it at the prompt or set ${env} for non-interactive use"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from clinval import layout
 from clinval.cli._common import (
     DEFAULT_APPROVALS,
     EXIT_ERROR,
@@ -98,7 +99,7 @@ _RELATIVE_DIR = click.Path(file_okay=False)
     help="Repository root; dvc.lock, reports and recorded paths are relative to it.",
 )
 @click.option("--dvc-lock", type=_RELATIVE_FILE, default="dvc.lock", show_default=True, help="DVC lock file, relative to --root.")
-@click.option("--reports", "reports_dir", type=_RELATIVE_DIR, default="reports", show_default=True, help="Directory of evidence records (*.json), relative to --root.")
+@click.option("--reports", "reports_dir", type=_RELATIVE_DIR, default=layout.REPORTS, show_default=True, help="Directory of evidence records (*.json), relative to --root.")
 @click.option("--actor", default=PIPELINE_ACTOR, show_default=True, help="User id of the recording signer.")
 @click.option("--printed-name", default=PIPELINE_NAME, show_default=True, help="Printed name used if --create-signer creates the key.")
 @click.option(

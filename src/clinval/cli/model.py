@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from clinval import layout
 from clinval.cli._common import (
     DEFAULT_APPROVALS,
     DEFAULT_PLAN,
@@ -41,8 +42,8 @@ def model() -> None:
 @click.option("--plan", "plan_path", type=PARAMS_FILE, default=DEFAULT_PLAN, show_default=True, help="The change control plan.")
 @click.option("--prepared", type=EXISTING_DIR, default="data/prepared", show_default=True, help="The prepared study.")
 @click.option("--scored", type=EXISTING_DIR, default="data/scored", show_default=True, help="The prediction log.")
-@click.option("--locked", type=EXISTING_DIR, default="models/locked", show_default=True, help="The locked model.")
-@click.option("--out", type=OUTPUT_DIR, default="models/candidates", show_default=True, help="Folder for candidates (DVC output).")
+@click.option("--locked", type=EXISTING_DIR, default=layout.LOCKED_MODEL, show_default=True, help="The locked model.")
+@click.option("--out", type=OUTPUT_DIR, default=layout.CANDIDATES, show_default=True, help="Folder for candidates (DVC output).")
 @friendly
 def build_candidates_command(approvals, records, plan_path, prepared, scored, locked, out) -> None:
     """Build the candidate each approved alert calls for, from permitted data only.

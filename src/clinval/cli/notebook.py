@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from clinval import layout
 from clinval.cli._common import OUTPUT_DIR, PARAMS_FILE, friendly, load_params
 
 
@@ -18,7 +19,7 @@ def notebook() -> None:
 @click.argument("path", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--params", "params_files", type=PARAMS_FILE, multiple=True, metavar="FILE",
               help="A params YAML whose top-level keys are notebook parameters (repeatable).")
-@click.option("--reports", type=OUTPUT_DIR, default="reports", show_default=True, help="Folder for the record.")
+@click.option("--reports", type=OUTPUT_DIR, default=layout.REPORTS, show_default=True, help="Folder for the record.")
 @click.option("--title", default=None, help="Title of the HTML record (default: the notebook's name).")
 @friendly
 def run(path: Path, params_files: tuple[Path, ...], reports: Path, title: str | None) -> None:

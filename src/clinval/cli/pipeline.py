@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from clinval import layout
 from clinval.cli._common import DEFAULT_PLAN, DEFAULT_STUDY, EXISTING_DIR, OUTPUT_DIR, PARAMS_FILE, friendly, load_params
 
 
@@ -40,7 +41,7 @@ def _summary(prepared) -> str:
 @click.option("--prepared", type=EXISTING_DIR, default="data/prepared", show_default=True, help="The prepared study.")
 @click.option("--recipe", "recipe_path", type=PARAMS_FILE, default="params/model.yaml", show_default=True,
               help="The locked model's recipe.")
-@click.option("--out", type=OUTPUT_DIR, default="models/locked", show_default=True, help="Folder for the model and its card.")
+@click.option("--out", type=OUTPUT_DIR, default=layout.LOCKED_MODEL, show_default=True, help="Folder for the model and its card.")
 @friendly
 def train(prepared: Path, recipe_path: Path, out: Path) -> None:
     """Fit the locked model on the reference period's training part only."""
@@ -54,7 +55,7 @@ def train(prepared: Path, recipe_path: Path, out: Path) -> None:
 
 @click.command()
 @click.option("--prepared", type=EXISTING_DIR, default="data/prepared", show_default=True, help="The prepared study.")
-@click.option("--model", "model_dir", type=EXISTING_DIR, default="models/locked", show_default=True, help="The model to score with.")
+@click.option("--model", "model_dir", type=EXISTING_DIR, default=layout.LOCKED_MODEL, show_default=True, help="The model to score with.")
 @click.option("--out", type=OUTPUT_DIR, default="data/scored", show_default=True, help="Folder for the prediction log.")
 @friendly
 def score(prepared: Path, model_dir: Path, out: Path) -> None:

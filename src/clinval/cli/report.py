@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from clinval import layout
 from clinval.cli._common import (
     DEFAULT_APPROVALS,
     DEFAULT_PLAN,
@@ -37,7 +38,7 @@ def report() -> None:
 
 
 @report.command("index")
-@click.option("--reports", type=OUTPUT_DIR, default="reports", show_default=True, help="Folder holding the records.")
+@click.option("--reports", type=OUTPUT_DIR, default=layout.REPORTS, show_default=True, help="Folder holding the records.")
 @click.option("--approvals", type=OUTPUT_DIR, default=DEFAULT_APPROVALS, show_default=True,
               help="Signed decisions on alerts (counts open and decided alerts); a missing folder holds none.")
 @click.option("--out", type=OUTPUT_FILE, default="reports/index.html", show_default=True, help="The index page to write.")
@@ -52,7 +53,7 @@ def index(reports: Path, approvals: Path, out: Path) -> None:
 
 
 @report.command("pccp")
-@click.option("--reports", type=OUTPUT_DIR, default="reports", show_default=True, help="Folder holding the records.")
+@click.option("--reports", type=OUTPUT_DIR, default=layout.REPORTS, show_default=True, help="Folder holding the records.")
 @click.option("--plan", "plan_path", type=PARAMS_FILE, default=DEFAULT_PLAN, show_default=True, help="The change control plan.")
 @click.option("--approvals", type=OUTPUT_DIR, default=DEFAULT_APPROVALS, show_default=True, help="Signed decisions on alerts.")
 @click.option("--out", type=OUTPUT_FILE, default="reports/pccp_report.html", show_default=True, help="The report to write.")

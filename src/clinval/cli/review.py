@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from clinval import layout
 from clinval.cli._common import (
     DEFAULT_APPROVALS,
     UserError,
@@ -51,7 +52,7 @@ def review() -> None:
               help="Evidence records (JSON) whose alerts to pull.")
 @click.option("--scored", type=click.Path(file_okay=False, exists=True, path_type=Path), default="data/scored",
               show_default=True, help="The prediction log.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="data/review_queue", show_default=True,
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=layout.REVIEW_QUEUE, show_default=True,
               help="The review queue folder (DVC output).")
 @friendly
 def pull(records: tuple[Path, ...], scored: Path, out: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from clinval import layout
 from clinval.cli._common import (
     DEFAULT_APPROVALS,
     DEFAULT_STUDY,
@@ -26,7 +27,7 @@ from clinval.cli._common import (
 
 __all__ = ["build_service", "live_options", "machine_signer", "serve"]
 
-DEFAULT_LOG_DIR = "data/predictions"
+DEFAULT_LOG_DIR = layout.PREDICTIONS
 GIL_SWITCH_SECONDS = 0.0002
 """Python's thread switch interval while serving (measured: 3x the throughput of the 5 ms default at concurrency 8)."""
 MSG_CREATE_NEEDS_PASSPHRASE = "--create-signer runs non-interactively and needs the passphrase in ${env}"
@@ -84,7 +85,7 @@ def live_options(command):
 
 
 def build_service(*, study_path: str, log_dir: Path, root: Path, signer: Callable[[], Any], ledger_path: Path, checkpoint_dir: Path,
-                  keys_dir: Path, locked: str = "models/locked", reports_dir: Path | None = None,
+                  keys_dir: Path, locked: str = layout.LOCKED_MODEL, reports_dir: Path | None = None,
                   approvals_dir: Path | None = None, settings=None):
     """Check everything the service needs and return it ready to serve (log recovered).
 
@@ -118,8 +119,8 @@ def build_service(*, study_path: str, log_dir: Path, root: Path, signer: Callabl
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
-@click.option("--locked", type=click.Path(file_okay=False), default="models/locked", show_default=True, help="The locked model folder as the ledger records it.")
-@click.option("--reports", "reports_dir", default="reports", show_default=True, type=OUTPUT_DIR,
+@click.option("--locked", type=click.Path(file_okay=False), default=layout.LOCKED_MODEL, show_default=True, help="The locked model folder as the ledger records it.")
+@click.option("--reports", "reports_dir", default=layout.REPORTS, show_default=True, type=OUTPUT_DIR,
               help="Evidence records whose monitored metrics /metrics shows.")
 @click.option("--approvals", "approvals_dir", default=DEFAULT_APPROVALS, show_default=True, type=OUTPUT_DIR,
               help="Signed decisions (an alert with one is no longer open).")
