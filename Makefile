@@ -14,17 +14,19 @@ help:
 	@echo "make run    install everything and run the workbook; prints the path of reports/index.html"
 	@echo "make test   run the whole test suite"
 	@echo "make test-fast   unit tests only (a few minutes; no pipeline run)"
-	@echo "make lab    open the notebooks in JupyterLab"
+	@echo "make lab    open the notebooks in JupyterLab (after make run: they read its outputs)"
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
+# The `lab` dependency group (JupyterLab) is part of the setup, so `make lab` installs nothing
+# when it runs (a fresh machine may be offline by then); `uv sync` is exact, so every sync names it.
 .venv/.synced: $(UV) uv.lock pyproject.toml
-	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
+	$(UV) sync --frozen --compile-bytecode --group lab --python $(PYTHON)
 	@touch $@
 
-setup: .venv/.synced  ## install the locked environment into .venv
+setup: .venv/.synced  ## install the locked environment (with JupyterLab) into .venv
 
 repro: setup  ## run the DVC pipeline (a no-op when nothing changed)
 	$(RUN) clinval study embed
@@ -52,8 +54,10 @@ test: repro  ## nbval and `repro check` need the pipeline's outputs; everything 
 test-fast: setup  ## unit tests only (no clone, no pipeline): the inner loop
 	$(RUN) pytest -n 2 -m "not e2e" -p no:cacheprovider tests
 
-lab: setup  ## kernels run in the pipeline's pinned numeric environment, so results match the records
-	$(UV) run --frozen --group lab python -m clinval.numeric_env jupyter lab notebooks/
+# `clinval lab` pins the numeric environment (kernels compute what the records hold), passes
+# --allow-root when run as root, and keeps the notebooks' committed metadata on save.
+lab: setup  ## JupyterLab on notebooks/; run `make run` first: the notebooks read its outputs
+	$(RUN) clinval lab notebooks/
 
 clean:
 	rm -rf .venv $(TOOLS) .clinval

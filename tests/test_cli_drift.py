@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -11,11 +12,13 @@ import yaml
 from click.testing import CliRunner
 
 from clinval.cli.drift import drift
-from clinval.drift import RESULT_COLUMNS
+from clinval.drift import RESULT_COLUMNS, DriftSettings, compare_period
+from clinval.profile import build_reference_profile
 
 
 @pytest.fixture()
-def files(tmp_path):
+def files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no params/ here: nothing is picked up from the repository
     rng = np.random.default_rng(0)
     reference = pd.DataFrame({"age": rng.normal(60, 10, 600), "sex": rng.choice(["f", "m"], 600), "site": rng.choice(["A", "B"], 600)})
     current = pd.DataFrame({"age": rng.normal(66, 10, 300), "sex": rng.choice(["f", "m"], 300), "site": rng.choice(["A", "B"], 300)})
@@ -26,28 +29,115 @@ def files(tmp_path):
     return tmp_path
 
 
+@pytest.fixture()
+def prepared_like(tmp_path, monkeypatch):
+    """Two periods as the pipeline writes them: reserved columns, an id, a year column, a date, and features."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(7)
+
+    def period(n, start, year, shift):
+        return pd.DataFrame({
+            "record_id": [f"r{i}" for i in range(start, start + n)],
+            "period": str(year),
+            "label": rng.integers(0, 2, n),
+            "patient_code": np.arange(start, start + n),
+            "yronset": float(year),
+            "admitted": pd.date_range(f"{year}-01-01", periods=n, freq="h").strftime("%Y-%m-%d %H:%M"),
+            "age": rng.normal(60 + shift, 10, n),
+            "smoker": rng.choice(["y", "n"], n, p=[0.3 + shift / 100, 0.7 - shift / 100]),
+            "diabetes": rng.choice(["y", "n", "nk"], n),
+            "rare_lab": np.r_[rng.normal(1, 0.1, 20), np.full(n - 20, np.nan)],  # 20 values: below min_n
+        })
+
+    period(800, 0, 1986, 0).to_parquet(tmp_path / "reference.parquet", index=False)
+    period(400, 800, 1993, 4).to_parquet(tmp_path / "current.parquet", index=False)
+    return tmp_path
+
+
 def _run(*args):
     return CliRunner().invoke(drift, ["compare", *map(str, args)])
+
+
+def _json(*args):
+    result = CliRunner().invoke(drift, ["compare", *map(str, args), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
 
 
 def test_compare_writes_json_and_prints_a_table(files):
     out = files / "out" / "result.json"
     result = _run(files / "reference.csv", files / "current.parquet", "--study", files / "study.yaml", "--out", out)
     assert result.exit_code == 0, result.output
-    assert "age" in result.output and "drifted" in result.output
+    assert "feature" in result.output and "verdict" in result.output
+    assert "age" in result.output and "1 of 2 tested features drifted" in result.output
+    assert "Not tested: site: not among the study's features." in result.output
     payload = json.loads(out.read_text())
     assert [row["feature"] for row in payload["results"]] == ["age", "sex"]
-    assert set(payload["results"][0]) == set(RESULT_COLUMNS)
+    assert set(payload["results"][0]) == {*RESULT_COLUMNS, "verdict"}
     age = payload["results"][0]
-    assert age["drifted"] is True and age["status"] == "ok" and age["wasserstein_norm"] > 0.3
+    assert age["drifted"] is True and age["verdict"] == "drifted" and age["status"] == "ok" and age["wasserstein_norm"] > 0.3
     assert payload["results"][1]["wasserstein_norm"] is None  # not applicable: null, not NaN
-    assert payload["features_source"] == "study"
+    assert payload["features_source"] == "study" and payload["excluded"] == {"site": "not among the study's features"}
 
 
-def test_without_study_features_are_inferred_and_said(files):
-    result = _run(files / "reference.csv", files / "current.parquet")
+def test_json_and_csv_on_stdout_hold_the_engines_numbers(files):
+    args = (files / "reference.csv", files / "current.parquet", "--study", files / "study.yaml")
+    payload = _json(*args)
+    csv = CliRunner().invoke(drift, ["compare", *map(str, args), "--format", "csv"])
+    assert csv.exit_code == 0, csv.output
+    table = pd.read_csv(io.StringIO(csv.stdout))
+    assert list(table.columns) == [*RESULT_COLUMNS, "verdict"]
+    profile = build_reference_profile(pd.read_csv(files / "reference.csv"), numeric=["age"], categorical=["sex"])
+    expected = compare_period(profile, pd.read_parquet(files / "current.parquet"), settings=DriftSettings())
+    np.testing.assert_allclose(table["p_value"], expected["p_value"], rtol=1e-12)
+    np.testing.assert_allclose([row["q_value"] for row in payload["results"]], expected["q_value"], rtol=1e-12)
+    assert table["verdict"].tolist() == ["drifted" if d else "not drifted" for d in expected["drifted"]]
+
+
+def test_without_study_non_features_are_left_out_and_named(prepared_like):
+    result = _run(prepared_like / "reference.parquet", prepared_like / "current.parquet")
     assert result.exit_code == 0, result.output
-    assert "No --study given" in result.output and "age" in result.output and "site" in result.output
+    excluded = _json(prepared_like / "reference.parquet", prepared_like / "current.parquet")["excluded"]
+    assert set(excluded) == {"record_id", "period", "label", "patient_code", "yronset", "admitted"}
+    assert "identifier" in excluded["patient_code"] and "date" in excluded["admitted"]
+    assert "1986" in excluded["yronset"] and "1993" in excluded["yronset"] and "time or period" in excluded["yronset"]
+    for column in excluded:
+        assert column in result.output
+    assert "No --study given" in result.output and "Not tested:" in result.output
+
+
+def test_left_out_columns_do_not_enter_the_false_discovery_rate_family(prepared_like):
+    """The FDR decisions equal those of the engine on the features alone."""
+    inferred = _json(prepared_like / "reference.parquet", prepared_like / "current.parquet")
+    features = ["age", "rare_lab", "smoker", "diabetes"]  # numeric first, as the engine orders them
+    assert [row["feature"] for row in inferred["results"]] == features
+    reference, current = (pd.read_parquet(prepared_like / f"{n}.parquet") for n in ("reference", "current"))
+    profile = build_reference_profile(reference, numeric=["age", "rare_lab"], categorical=["smoker", "diabetes"])
+    expected = compare_period(profile, current).set_index("feature").loc[features]
+    np.testing.assert_allclose([r["q_value"] if r["q_value"] is not None else np.nan for r in inferred["results"]],
+                               expected["q_value"], rtol=1e-12)
+    # the same rows with the id and year tested too: more tests in the family, other q-values
+    everything = build_reference_profile(reference, numeric=["age", "rare_lab", "yronset", "patient_code"],
+                                         categorical=["smoker", "diabetes"])
+    polluted = compare_period(everything, current).set_index("feature").loc[features]
+    assert not np.allclose(polluted["q_value"].dropna(), expected["q_value"].dropna())
+
+
+def test_untestable_features_are_said_and_never_counted_as_not_drifted(prepared_like):
+    result = _run(prepared_like / "reference.parquet", prepared_like / "current.parquet")
+    payload = _json(prepared_like / "reference.parquet", prepared_like / "current.parquet")
+    rare = next(row for row in payload["results"] if row["feature"] == "rare_lab")
+    assert rare["verdict"] == "untestable" and rare["drifted"] is None and "min_n" in rare["status"]
+    assert payload["summary"]["n_untestable"] == 1 and payload["summary"]["n_tested"] == 3
+    assert "of 3 tested features drifted" in result.output
+    assert "Untestable: rare_lab:" in result.output and "not drifted" not in next(
+        line for line in result.output.splitlines() if line.lstrip().startswith("rare_lab"))
+
+
+def test_exclude_leaves_a_feature_out(prepared_like):
+    payload = _json(prepared_like / "reference.parquet", prepared_like / "current.parquet", "--exclude", "diabetes")
+    assert "diabetes" not in [row["feature"] for row in payload["results"]]
+    assert payload["excluded"]["diabetes"] == "left out with --exclude"
 
 
 def test_params_file_sets_the_decision(files):
@@ -65,8 +155,8 @@ def test_params_file_sets_the_decision(files):
 @pytest.mark.parametrize(
     ("make_args", "expected"),
     [
-        (lambda f: [f / "nope.csv", f / "current.parquet"], ["reference file", "nope.csv", "no such file"]),
-        (lambda f: [f / "reference.csv", f / "current.parquet", "--study", f / "missing.yaml"], ["study file", "missing.yaml"]),
+        (lambda f: [f / "nope.csv", f / "current.parquet"], ["REFERENCE", "nope.csv", "does not exist"]),
+        (lambda f: [f / "reference.csv", f / "current.parquet", "--study", f / "missing.yaml"], ["--study", "missing.yaml"]),
         (lambda f: [f / "reference.csv", f / "study.yaml"], ["current file", "study.yaml", ".parquet"]),
     ],
 )

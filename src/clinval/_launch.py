@@ -14,4 +14,4 @@ def main() -> None:
     pin()
     from clinval.cli import main as cli
 
-    cli()
+    cli(prog_name="clinval")  # after the re-execution argv[0] is clinval/__main__.py: say what the user typed

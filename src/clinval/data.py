@@ -30,6 +30,7 @@ import pandas as pd
 
 from clinval import layout
 from clinval._io import atomic_directory
+from clinval.errors import InputError, MissingInputError
 from clinval.sources import CSV_ATTR, SOURCE_FILES_ATTR, EmbeddedSource, SourceError, duplicate_names, embedded_from_params, read_source
 from clinval.vocabulary import REFERENCE, category_key
 
@@ -62,7 +63,7 @@ _ERR_COLUMN = "{source}: column '{column}' {problem}{example}"
 _ERR_FILE = "{source}: {problem}"
 
 
-class StudyError(ValueError):
+class StudyError(InputError):
     """A study that cannot be used; the message names file, column, problem and row."""
 
 
@@ -122,7 +123,7 @@ class PreparedStudy:
     def production_period(self, period: str) -> pd.DataFrame:
         """The rows of one production period."""
         if period not in self.periods:
-            raise KeyError(f"no production period {period!r}; periods are {list(self.periods)}")
+            raise MissingInputError(f"no production period {period!r}; periods are {list(self.periods)}")
         return self.production[self.production["period"] == period]
 
 

@@ -116,6 +116,7 @@ import pandas as pd
 from scipy import special, stats
 from scipy.spatial.distance import jensenshannon
 
+from clinval.errors import InputError, MissingInputError
 from clinval.intervals import difference_interval, rate_interval
 from clinval.profile import (
     CategoricalPeriodSummary,
@@ -223,15 +224,15 @@ class DriftSettings:
 
     def __post_init__(self) -> None:
         if not (isinstance(self.fdr_level, (int, float)) and 0 < self.fdr_level < 1):
-            raise ValueError(ERR_SETTING_RANGE.format(name="fdr_level", rule="in (0, 1)", value=self.fdr_level))
+            raise InputError(ERR_SETTING_RANGE.format(name="fdr_level", rule="in (0, 1)", value=self.fdr_level))
         for name, low in (("n_bins", 2), ("min_n", 2)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(ERR_SETTING_RANGE.format(name=name, rule=f"an integer >= {low}", value=value))
+                raise InputError(ERR_SETTING_RANGE.format(name=name, rule=f"an integer >= {low}", value=value))
         for name in ("psi_floor", "wasserstein_floor", "js_floor"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0):
-                raise ValueError(ERR_SETTING_RANGE.format(name=name, rule="None or a number >= 0", value=value))
+                raise InputError(ERR_SETTING_RANGE.format(name=name, rule="None or a number >= 0", value=value))
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -661,7 +662,7 @@ def _compare_rows(
     current = _check_frame(current, "production period")
     _check_columns(current, profile.features, "production period")
     if settings.n_bins != profile.n_bins:
-        raise ValueError(ERR_BINS_MISMATCH.format(profile_bins=profile.n_bins, settings_bins=settings.n_bins))
+        raise InputError(ERR_BINS_MISMATCH.format(profile_bins=profile.n_bins, settings_bins=settings.n_bins))
     n_rows = len(current)
 
     def numeric_row(name: str) -> dict[str, Any]:
@@ -727,7 +728,7 @@ def compare_periods(
         controlled within each period (each period is its own decision).
     """
     if not periods:
-        raise ValueError(ERR_PERIODS_EMPTY)
+        raise InputError(ERR_PERIODS_EMPTY)
     frames = []
     for name, period in periods.items():
         result = compare_period(profile, period, settings=settings, n_threads=n_threads)
@@ -826,7 +827,7 @@ class LabelPrevalenceShift:
 
 def _check_confidence(confidence: float) -> None:
     if not (isinstance(confidence, (int, float)) and 0 < confidence < 1):
-        raise ValueError(ERR_CONFIDENCE.format(confidence=confidence))
+        raise InputError(ERR_CONFIDENCE.format(confidence=confidence))
 
 
 def _binary_labels(y: Any, what: str) -> tuple[np.ndarray, int]:
@@ -836,7 +837,7 @@ def _binary_labels(y: Any, what: str) -> tuple[np.ndarray, int]:
     values = set(pd.unique(kept.to_numpy()).tolist())
     if not values <= {0, 1}:  # True == 1 and False == 0 in Python
         shown = ", ".join(repr(v) for v in sorted(values - {0, 1}, key=str)[:5])
-        raise ValueError(ERR_LABEL_VALUES.format(values=shown, what=what))
+        raise InputError(ERR_LABEL_VALUES.format(values=shown, what=what))
     return kept.to_numpy().astype(np.int64), int(missing.sum())
 
 
@@ -933,11 +934,11 @@ def segment_drift(
     reference = _check_frame(reference, "reference period")
     current = _check_frame(current, "production period")
     if not segment_columns:
-        raise ValueError(ERR_NO_SEGMENT_COLUMNS)
+        raise InputError(ERR_NO_SEGMENT_COLUMNS)
     for column in segment_columns:
         for frame, what in ((reference, "reference period"), (current, "production period")):
             if column not in frame.columns:
-                raise KeyError(ERR_SEGMENT_COLUMN.format(column=column, what=what))
+                raise MissingInputError(ERR_SEGMENT_COLUMN.format(column=column, what=what))
     _check_columns(reference, [*numeric, *categorical], "reference period")
     _check_columns(current, [*numeric, *categorical], "production period")
     parts = []

@@ -34,6 +34,7 @@ import pandas as pd
 
 from clinval import __version__
 from clinval._io import atomic_write_bytes, atomic_write_text, sha256_path
+from clinval.errors import ClinvalError, InputError
 
 __all__ = ["EVIDENCE_MIME", "NotebookFailed", "RecordPaths", "interval_view", "read_record", "run_notebook", "show", "to_jsonable"]
 
@@ -51,7 +52,7 @@ _ERR_FAILED = (
 )
 
 
-class NotebookFailed(RuntimeError):
+class NotebookFailed(ClinvalError, RuntimeError):
     """A notebook raised an error; no record was written."""
 
 
@@ -321,7 +322,7 @@ def run_notebook(
     defaults = {k: v["default"] for k, v in papermill.inspect_notebook(str(notebook)).items()}
     unknown = sorted(set(parameters) - set(defaults))
     if unknown:
-        raise ValueError(f"{notebook.name}: parameters {unknown} are not in its parameters cell (it has {sorted(defaults)}).")
+        raise InputError(f"{notebook.name}: parameters {unknown} are not in its parameters cell (it has {sorted(defaults)}).")
 
     os.environ.setdefault("SOURCE_DATE_EPOCH", "0")
     failed_dir = root / ".clinval" / "failed"

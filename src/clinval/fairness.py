@@ -100,6 +100,7 @@ from fairlearn.metrics import MetricFrame, false_positive_rate, selection_rate, 
 from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
 from clinval import intervals, performance
+from clinval.errors import InputError
 from clinval.performance import OK, Estimate
 from clinval.privacy import DEFAULT_MIN_CELL_SIZE, determined_cells, suppressed_label, suppression_mask
 
@@ -250,11 +251,11 @@ class FairnessSettings:
         )
         for name, ok, rule in checks:
             if not ok:
-                raise ValueError(_ERR_SETTING.format(name=name, rule=rule, value=getattr(self, name)))
+                raise InputError(_ERR_SETTING.format(name=name, rule=rule, value=getattr(self, name)))
         object.__setattr__(self, "flag_metrics", tuple(self.flag_metrics))
         unknown = sorted(set(self.flag_metrics) - set(METRICS) - {EQUALIZED_ODDS})
         if unknown:
-            raise ValueError(_ERR_FLAG_METRIC.format(unknown=unknown, known=[*METRICS, EQUALIZED_ODDS]))
+            raise InputError(_ERR_FLAG_METRIC.format(unknown=unknown, known=[*METRICS, EQUALIZED_ODDS]))
         if self.reference_group is not None:
             object.__setattr__(self, "reference_group", dict(self.reference_group))
 
@@ -350,17 +351,17 @@ def band(values, *, edges: Sequence[float], labels: Sequence[str] | None = None)
     """
     edges = [float(e) for e in edges]
     if len(edges) < 2 or any(b <= a for a, b in zip(edges[:-1], edges[1:])):
-        raise ValueError(_ERR_EDGES.format(edges=edges))
+        raise InputError(_ERR_EDGES.format(edges=edges))
     if labels is None:
         labels = _default_band_labels(edges)
     labels = [str(x) for x in labels]
     if len(labels) != len(edges) - 1:
-        raise ValueError(_ERR_LABELS.format(n=len(edges) - 1, labels=labels))
+        raise InputError(_ERR_LABELS.format(n=len(edges) - 1, labels=labels))
     series = values if isinstance(values, pd.Series) else pd.Series(values)
     numeric = pd.to_numeric(series, errors="coerce")
     bad = numeric.isna() & series.notna()
     if bad.any():
-        raise ValueError(_ERR_NOT_NUMERIC.format(name=series.name, example=series[bad].iloc[0]))
+        raise InputError(_ERR_NOT_NUMERIC.format(name=series.name, example=series[bad].iloc[0]))
     x = numeric.to_numpy(dtype=float, na_value=np.nan)
     fmt = (lambda e: f"{int(e)}") if all(_is_integral(e) for e in edges) else (lambda e: f"{e:g}")
     below, above = f"<{fmt(edges[0])}", f"{fmt(edges[-1])}+"
@@ -409,13 +410,13 @@ def sensitive_frame(log: pd.DataFrame, *, attributes: Sequence[str], bands: Mapp
     """
     attributes = list(attributes)
     if not attributes:
-        raise ValueError(_ERR_NO_ATTRIBUTES)
+        raise InputError(_ERR_NO_ATTRIBUTES)
     for column in attributes:
         if column not in log.columns:
-            raise ValueError(_ERR_ATTRIBUTE.format(column=column, columns=list(log.columns)))
+            raise InputError(_ERR_ATTRIBUTE.format(column=column, columns=list(log.columns)))
     extra = sorted(set(bands) - set(attributes))
     if extra:
-        raise ValueError(_ERR_BANDS_KEY.format(keys=extra, attributes=attributes))
+        raise InputError(_ERR_BANDS_KEY.format(keys=extra, attributes=attributes))
     out = pd.DataFrame(index=log.index)
     for column in attributes:
         if column in bands:
@@ -1019,16 +1020,16 @@ def _prepared(log: pd.DataFrame) -> pd.DataFrame:
     """The log without records that have no predicted risk (they cannot be audited)."""
     missing = [c for c in _COLUMNS if c not in log.columns]
     if missing:
-        raise ValueError(_ERR_LOG_COLUMNS.format(missing=missing, columns=list(log.columns)))
+        raise InputError(_ERR_LOG_COLUMNS.format(missing=missing, columns=list(log.columns)))
     if len(log) == 0:
-        raise ValueError(_ERR_EMPTY)
+        raise InputError(_ERR_EMPTY)
     risk = pd.to_numeric(log["predicted_risk"], errors="coerce")
     if ((risk < 0) | (risk > 1)).any():
-        raise ValueError(_ERR_RISK_RANGE.format(low=risk.min(), high=risk.max()))
+        raise InputError(_ERR_RISK_RANGE.format(low=risk.min(), high=risk.max()))
     labels = pd.to_numeric(log["label"], errors="coerce")
     odd = labels.notna() & ~labels.isin([0, 1]) | (labels.isna() & log["label"].notna())
     if odd.any():
-        raise ValueError(_ERR_LABEL_VALUES.format(values=sorted(map(str, log.loc[odd.to_numpy(), "label"].unique()))[:5]))
+        raise InputError(_ERR_LABEL_VALUES.format(values=sorted(map(str, log.loc[odd.to_numpy(), "label"].unique()))[:5]))
     kept = log[risk.notna().to_numpy()]
     if "record_id" in kept.columns:
         # resamples are drawn by position: a fixed order makes them independent of the file's row order
@@ -1039,7 +1040,7 @@ def _prepared(log: pd.DataFrame) -> pd.DataFrame:
 def _family_columns(log: pd.DataFrame, attribute: str) -> list[str]:
     """``attribute`` and every column published with it (its components or intersections)."""
     if attribute not in log.columns:
-        raise ValueError(_ERR_COLUMN.format(column=attribute, columns=list(log.columns)))
+        raise InputError(_ERR_COLUMN.format(column=attribute, columns=list(log.columns)))
     columns = [attribute]
     if INTERSECTION_SEPARATOR in attribute:
         parts = _components(attribute)
@@ -1063,7 +1064,7 @@ def _single(log: pd.DataFrame, attribute: str, settings: FairnessSettings) -> tu
     if reference is None:
         reference = _largest(counts.to_dict(), _order(groups[attribute]))
     elif reference not in counts.index:
-        raise ValueError(_ERR_REFERENCE_GROUP.format(group=reference, attribute=attribute, groups=_order(groups[attribute])))
+        raise InputError(_ERR_REFERENCE_GROUP.format(group=reference, attribute=attribute, groups=_order(groups[attribute])))
     work = frame[list(_COLUMNS)].assign(**{attribute: groups[attribute]})
     table, disp, _ = _analyse(work, attribute=attribute, settings=settings, hidden=hidden, reference=reference, period=None)
     return table, disp
@@ -1133,7 +1134,7 @@ def _period_order(periods: pd.Series, requested: Sequence[str] | None) -> list[s
     if requested is not None:
         missing = [p for p in requested if p not in present]
         if missing:
-            raise ValueError(_ERR_PERIODS.format(missing=missing, present=present))
+            raise InputError(_ERR_PERIODS.format(missing=missing, present=present))
         return list(requested)
     return ([REFERENCE_PERIOD] if REFERENCE_PERIOD in present else []) + [p for p in present if p != REFERENCE_PERIOD]
 
@@ -1167,14 +1168,14 @@ def audit_over_time(log: pd.DataFrame, *, attributes: Sequence[str], bands: Mapp
     """
     frame = _prepared(log)
     if "period" not in frame.columns:
-        raise ValueError(_ERR_LOG_COLUMNS.format(missing=["period"], columns=list(log.columns)))
+        raise InputError(_ERR_LOG_COLUMNS.format(missing=["period"], columns=list(log.columns)))
     groups = sensitive_frame(frame, attributes=attributes, bands=bands)
     columns = list(groups.columns)
     order = _period_order(frame["period"], periods)
     period_of = frame["period"].astype(str).to_numpy()
     extra = sorted(set(settings.reference_group or {}) - set(columns))
     if extra:
-        raise ValueError(_ERR_REFERENCE_KEY.format(keys=extra, attributes=columns))
+        raise InputError(_ERR_REFERENCE_KEY.format(keys=extra, attributes=columns))
 
     notes: list[dict] = []
     for a in attributes:
@@ -1187,7 +1188,7 @@ def audit_over_time(log: pd.DataFrame, *, attributes: Sequence[str], bands: Mapp
         named = (settings.reference_group or {}).get(c)
         if named is not None:
             if named not in set(groups[c].astype(str)):
-                raise ValueError(_ERR_REFERENCE_GROUP.format(group=named, attribute=c, groups=_order(groups[c])))
+                raise InputError(_ERR_REFERENCE_GROUP.format(group=named, attribute=c, groups=_order(groups[c])))
             references[c] = named
             how = "named in the settings"
         else:

@@ -50,6 +50,8 @@ import numpy as np
 from scipy import optimize, stats
 from statsmodels.stats.proportion import proportion_confint
 
+from clinval.errors import InputError
+
 __all__ = [
     "auroc_interval",
     "difference_interval",
@@ -70,7 +72,7 @@ Triple = tuple[float, float, float]
 
 def _z(confidence: float) -> float:
     if not (isinstance(confidence, (int, float)) and 0 < confidence < 1):
-        raise ValueError(ERR_CONFIDENCE.format(confidence=confidence))
+        raise InputError(ERR_CONFIDENCE.format(confidence=confidence))
     return float(stats.norm.ppf(0.5 + confidence / 2))
 
 

@@ -32,6 +32,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from clinval._io import atomic_directory
 from clinval.data import PreparedStudy, Schema
+from clinval.errors import InputError
 
 __all__ = [
     "ESTIMATORS",
@@ -97,12 +98,12 @@ def recipe_from_params(params: Mapping[str, Any]) -> Recipe:
     known = set(Recipe.__dataclass_fields__)
     unknown = sorted(set(params) - known)
     if unknown:
-        raise ValueError(f"params/model.yaml: unknown key(s) {unknown}; known keys are {sorted(known)}.")
+        raise InputError(f"params/model.yaml: unknown key(s) {unknown}; known keys are {sorted(known)}.")
     recipe = Recipe(**params)
     if recipe.estimator not in ESTIMATORS:
-        raise ValueError(f"params/model.yaml: estimator {recipe.estimator!r} is not one of {list(ESTIMATORS)}.")
+        raise InputError(f"params/model.yaml: estimator {recipe.estimator!r} is not one of {list(ESTIMATORS)}.")
     if not 0 < recipe.holdout_fraction < 1:
-        raise ValueError(f"params/model.yaml: holdout_fraction must lie in (0, 1), got {recipe.holdout_fraction}.")
+        raise InputError(f"params/model.yaml: holdout_fraction must lie in (0, 1), got {recipe.holdout_fraction}.")
     return recipe
 
 

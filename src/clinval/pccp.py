@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from clinval import layout
+from clinval.errors import ClinvalError, InputError
 
 __all__ = [
     "APPROVALS",
@@ -69,11 +70,11 @@ _ERR_SEQUESTERED = "periods {periods} are sequestered for evaluation in the chan
 _ERR_NOT_PERMITTED = "periods {periods} are not among the plan's training periods {allowed}."
 
 
-class PlanError(ValueError):
+class PlanError(InputError):
     """``params/pccp.yaml`` is malformed; the message names the key."""
 
 
-class ModificationRefused(ValueError):
+class ModificationRefused(ClinvalError, ValueError):
     """A modification the change control plan does not allow."""
 
 

@@ -43,6 +43,7 @@ from scipy.special import expit
 from sklearn.metrics import average_precision_score, brier_score_loss
 from sklearn.preprocessing import SplineTransformer
 
+from clinval.errors import InputError
 from clinval.risk import logit
 from clinval.vocabulary import STATUS_OK
 
@@ -108,7 +109,7 @@ def _arrays(y, risk) -> tuple[np.ndarray, np.ndarray]:
     keep = ~(np.isnan(y) | np.isnan(risk))
     y, risk = y[keep], risk[keep]
     if not np.isin(y, (0.0, 1.0)).all():
-        raise ValueError("y must hold 0/1 outcomes.")
+        raise InputError("y must hold 0/1 outcomes.")
     return y.astype(np.int8), risk
 
 

@@ -53,6 +53,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clinval._io import sha256_file
+from clinval.errors import ClinvalError, InputError
 
 if TYPE_CHECKING:
     from clinval.ledger import Entry, Ledger, Signs
@@ -111,11 +112,11 @@ MSG_SEGMENT_MISSING = "{path} is missing but sealed at ledger seq {seq}: a segme
 MSG_STOPPED = "the prediction log is closed"
 
 
-class LogUnavailable(Exception):
+class LogUnavailable(ClinvalError):
     """The log could not make a batch durable; the service answers 503."""
 
 
-class LogCorrupt(ValueError):
+class LogCorrupt(ClinvalError, ValueError):
     """A WAL file is damaged in a way a crash cannot explain."""
 
 
@@ -342,7 +343,7 @@ def _place(directory: str | os.PathLike[str], root: str | os.PathLike[str]) -> _
     try:
         place.directory.resolve().relative_to(place.root.resolve())
     except ValueError:
-        raise ValueError(MSG_OUTSIDE_ROOT.format(directory=directory, root=root)) from None
+        raise InputError(MSG_OUTSIDE_ROOT.format(directory=directory, root=root)) from None
     return place
 
 
@@ -535,7 +536,7 @@ class PredictionLog:
         self._place = _place(directory, root)
         clash = sorted(set(LOG_COLUMNS) & (set(numeric) | set(categorical)))
         if clash:
-            raise ValueError(MSG_COLUMN_CLASH.format(names=clash, columns=list(LOG_COLUMNS)))
+            raise InputError(MSG_COLUMN_CLASH.format(names=clash, columns=list(LOG_COLUMNS)))
         self._ledger, self._signer = ledger, signer
         self._model = (model_id, model_sha256)
         self._numeric, self._categorical = tuple(numeric), tuple(categorical)
@@ -845,23 +846,23 @@ def add_outcomes(
 
     Raises
     ------
-    ValueError
+    clinval.errors.InputError
         Naming the file, the column and the row.
     """
     missing = [c for c in ("record_id", target) if c not in frame.columns]
     if missing:
-        raise ValueError(MSG_OUTCOME_COLUMN.format(source=source, column=missing[0], needed=["record_id", target],
+        raise InputError(MSG_OUTCOME_COLUMN.format(source=source, column=missing[0], needed=["record_id", target],
                                                    found=list(map(str, frame.columns))[:12]))
     new = pd.DataFrame({"record_id": frame["record_id"].astype("string").str.strip(),
                         target: frame[target].astype("string").str.strip()})
     blank = new["record_id"].isna() | (new["record_id"] == "")
     if blank.any():
-        raise ValueError(MSG_OUTCOME_ID.format(source=source, row=int(blank.to_numpy().argmax()) + 1))
+        raise InputError(MSG_OUTCOME_ID.format(source=source, row=int(blank.to_numpy().argmax()) + 1))
     duplicated = new["record_id"].duplicated(keep=False)
     if duplicated.any():
         record = new.loc[duplicated, "record_id"].iloc[0]
         rows = (new.index[new["record_id"] == record] + 1).tolist()
-        raise ValueError(MSG_OUTCOME_DUPLICATE.format(source=source, record=record, rows=rows))
+        raise InputError(MSG_OUTCOME_DUPLICATE.format(source=source, record=record, rows=rows))
     new = new[new[target].notna()]
     stored = read_outcomes(directory, target=target).drop_duplicates("record_id").set_index("record_id")
     joined = new.join(stored, on="record_id", rsuffix="_stored")
@@ -869,7 +870,7 @@ def add_outcomes(
     conflict = seen & (joined[f"{target}_stored"] != joined[target])
     if conflict.any():
         row = joined[conflict].iloc[0]
-        raise ValueError(MSG_OUTCOME_CONFLICT.format(source=source, record=row["record_id"], new=row[target],
+        raise InputError(MSG_OUTCOME_CONFLICT.format(source=source, record=row["record_id"], new=row[target],
                                                      earlier=row["source"], old=row[f"{target}_stored"]))
     fresh = new[~seen.to_numpy()].reset_index(drop=True)
     matched = int(fresh["record_id"].isin(set(known_records)).sum())

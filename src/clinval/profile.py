@@ -48,6 +48,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
+from clinval.errors import InputError, InputTypeError, MissingInputError
 from clinval.vocabulary import category_key
 
 __all__ = [
@@ -286,7 +287,7 @@ def _check_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> No
     for column in columns:
         if column not in present:
             available = ", ".join(map(str, list(frame.columns)[:20]))
-            raise KeyError(ERR_MISSING_COLUMN.format(column=column, what=what, available=available))
+            raise MissingInputError(ERR_MISSING_COLUMN.format(column=column, what=what, available=available))
 
 
 def _numeric_values(frame: pd.DataFrame, column: str, what: str) -> np.ndarray:
@@ -297,13 +298,13 @@ def _numeric_values(frame: pd.DataFrame, column: str, what: str) -> np.ndarray:
         pd.api.types.is_numeric_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype)
         and pd.api.types.is_numeric_dtype(dtype.categories.dtype)
     ):
-        raise TypeError(ERR_NOT_NUMERIC.format(column=column, dtype=dtype, what=what))
+        raise InputTypeError(ERR_NOT_NUMERIC.format(column=column, dtype=dtype, what=what))
     if dtype == np.float64:
         values = series.to_numpy()  # a view: the copy is made once, when sorting
     else:
         values = series.to_numpy(dtype=np.float64, na_value=np.nan)
     if np.isinf(values).any():
-        raise ValueError(ERR_INFINITE.format(column=column, what=what))
+        raise InputError(ERR_INFINITE.format(column=column, what=what))
     return values
 
 
@@ -410,10 +411,10 @@ def _check_feature_lists(numeric: Sequence[str], categorical: Sequence[str]) -> 
     seen: set[str] = set()
     for column in [*numeric, *categorical]:
         if column in seen:
-            raise ValueError(ERR_DUPLICATE_FEATURE.format(column=column))
+            raise InputError(ERR_DUPLICATE_FEATURE.format(column=column))
         seen.add(column)
     if not seen:
-        raise ValueError(ERR_NO_FEATURES)
+        raise InputError(ERR_NO_FEATURES)
 
 
 # --------------------------------------------------------------------------- public
@@ -455,7 +456,7 @@ def build_reference_profile(
     """
     frame = _check_frame(frame, "reference period")
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 2:
-        raise ValueError(ERR_N_BINS.format(n_bins=n_bins))
+        raise InputError(ERR_N_BINS.format(n_bins=n_bins))
     numeric, categorical = list(numeric), list(categorical)
     _check_feature_lists(numeric, categorical)
     _check_columns(frame, [*numeric, *categorical], "reference period")
@@ -548,12 +549,12 @@ def merge_summaries(a: PeriodSummary, b: PeriodSummary) -> PeriodSummary:
         The summaries come from different profiles (features or bins differ).
     """
     if list(a.numeric) != list(b.numeric) or list(a.categorical) != list(b.categorical):
-        raise ValueError(ERR_MERGE_MISMATCH.format(detail="feature lists differ"))
+        raise InputError(ERR_MERGE_MISMATCH.format(detail="feature lists differ"))
     numeric = {}
     for name, x in a.numeric.items():
         y = b.numeric[name]
         if x.bin_counts.shape != y.bin_counts.shape:
-            raise ValueError(ERR_MERGE_MISMATCH.format(detail=f"bins of '{name}' differ"))
+            raise InputError(ERR_MERGE_MISMATCH.format(detail=f"bins of '{name}' differ"))
         numeric[name] = NumericPeriodSummary(
             bin_counts=x.bin_counts + y.bin_counts, n=x.n + y.n,
             n_missing=x.n_missing + y.n_missing, total=x.total + y.total,
@@ -562,7 +563,7 @@ def merge_summaries(a: PeriodSummary, b: PeriodSummary) -> PeriodSummary:
     for name, x in a.categorical.items():
         y = b.categorical[name]
         if x.counts.shape != y.counts.shape:
-            raise ValueError(ERR_MERGE_MISMATCH.format(detail=f"categories of '{name}' differ"))
+            raise InputError(ERR_MERGE_MISMATCH.format(detail=f"categories of '{name}' differ"))
         unseen = dict(x.unseen)
         for value, count in y.unseen.items():
             unseen[value] = unseen.get(value, 0) + count

@@ -29,11 +29,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from clinval._io import atomic_directory, atomic_write_text
+from clinval.errors import ClinvalError, InputError
+
+if TYPE_CHECKING:  # pandas only types the queue's frames: `clinval review list` should not load it
+    import pandas as pd
 
 __all__ = [
     "DECISION_VERBS",
@@ -62,7 +64,10 @@ def alerts_from_records(paths: Iterable[str | os.PathLike]) -> list[dict[str, An
     alerts = []
     for path in paths:
         path = Path(path)
-        record = json.loads(path.read_text())
+        try:
+            record = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise InputError(f"{path}: not an evidence record ({error}); re-run `dvc repro`.") from None
         for alert in record.get("alerts") or []:
             alerts.append({**alert, "record": path.with_suffix(".html").name})
     return alerts
@@ -81,7 +86,7 @@ def pull_review_queue(*, alerts: Sequence[Mapping[str, Any]], log: pd.DataFrame,
         for alert in alerts:
             rows = log[log["period"] == alert["period"]][queue_columns(log)]
             if len(rows) != alert["n_records"]:
-                raise ValueError(
+                raise InputError(
                     f"alert {alert['id']}: the record says {alert['n_records']} records in period {alert['period']}, "
                     f"the prediction log has {len(rows)}; re-run the pipeline."
                 )
@@ -117,7 +122,7 @@ class Refusal:
         return f"{self.code}: {self.message}"
 
 
-class GateRefused(Exception):
+class GateRefused(ClinvalError):
     """A refused gate operation (a decision, a promotion), carrying its :class:`Refusal`."""
 
     def __init__(self, refusal: Refusal) -> None:

@@ -53,6 +53,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from clinval.errors import ClinvalError
 from clinval.ledger import (
     MEANINGS,
     USER_ID_PATTERN,
@@ -153,7 +154,7 @@ MSG_NO_FILE = "target {path} does not exist under {root}"
 MSG_NEEDS_ROOT = "target {target!r} is a path: pass root, the directory it is relative to"
 
 
-class SigningError(Exception):
+class SigningError(ClinvalError):
     """A key could not be created or unlocked, or a signature request is invalid.
 
     ``code`` is :data:`LOCKED_OUT` when the user id is locked, else None.

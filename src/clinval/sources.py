@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from clinval._io import atomic_write_bytes, sha256_path
+from clinval.errors import InputError
 
 __all__ = ["EmbeddedSource", "SourceError", "duplicate_names", "embedded_table", "read_source", "write_embedded"]
 
@@ -36,7 +37,7 @@ SOURCE_FILES_ATTR = "clinval_source_files"
 so an error can name the file a bad row came from."""
 
 
-class SourceError(ValueError):
+class SourceError(InputError):
     """A source that cannot be read; the message names the file and the problem."""
 
 

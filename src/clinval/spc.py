@@ -54,6 +54,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
+from clinval.errors import InputError
+
 __all__ = [
     "ControlChart",
     "InControl",
@@ -207,7 +209,7 @@ def _markov_arl(transition: np.ndarray, start: int) -> float:
 
 def _check_positive(name: str, value: float) -> None:
     if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
-        raise ValueError(ERR_PARAMETER.format(name=name, rule="a positive number", value=value))
+        raise InputError(ERR_PARAMETER.format(name=name, rule="a positive number", value=value))
 
 
 def cusum_arl(*, k: float, h: float, shift: float = 0.0) -> float:
@@ -228,7 +230,7 @@ def cusum_arl(*, k: float, h: float, shift: float = 0.0) -> float:
     """
     _check_positive("h", h)
     if not (isinstance(k, (int, float)) and k >= 0):
-        raise ValueError(ERR_PARAMETER.format(name="k", rule="a number >= 0", value=k))
+        raise InputError(ERR_PARAMETER.format(name="k", rule="a number >= 0", value=k))
 
     def one_sided(delta: float) -> float:
         states = _ARL_STATES
@@ -261,7 +263,7 @@ def ewma_arl(*, lam: float, L: float, shift: float = 0.0) -> float:
         True mean shift in sigma units (0 gives ARL0).
     """
     if not (isinstance(lam, (int, float)) and 0 < lam <= 1):
-        raise ValueError(ERR_PARAMETER.format(name="lam", rule="in (0, 1]", value=lam))
+        raise InputError(ERR_PARAMETER.format(name="lam", rule="in (0, 1]", value=lam))
     _check_positive("L", L)
     limit = L * np.sqrt(lam / (2.0 - lam))
     states = _ARL_STATES
@@ -277,7 +279,7 @@ def ewma_arl(*, lam: float, L: float, shift: float = 0.0) -> float:
 # --------------------------------------------------------------------------- estimated parameters
 def _check_estimation(target_error: float, sigma_df: float) -> None:
     if not (np.isfinite(target_error) and target_error >= 0 and sigma_df > 1):
-        raise ValueError(ERR_ESTIMATION.format(target_se=target_error, sigma_df=sigma_df))
+        raise InputError(ERR_ESTIMATION.format(target_se=target_error, sigma_df=sigma_df))
 
 
 @lru_cache(maxsize=64)
@@ -416,7 +418,7 @@ def ewma_run_length(*, lam: float, L: float, horizon: int, target_error: float =
     and ``L`` (limit width in EWMA standard deviations).
     """
     if not (isinstance(lam, (int, float)) and 0 < lam <= 1):
-        raise ValueError(ERR_PARAMETER.format(name="lam", rule="in (0, 1]", value=lam))
+        raise InputError(ERR_PARAMETER.format(name="lam", rule="in (0, 1]", value=lam))
     _check_positive("L", L)
     _check_estimation(target_error, sigma_df)
     return _ewma_mixture(float(lam), float(L), int(horizon), float(target_error), float(sigma_df), True)
@@ -438,16 +440,16 @@ def _limit(within: Callable[[float], float], textbook: float, false_alarm: float
 def _standardise(values: Sequence[float], target: float, sigma: float | Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(values, dtype=np.float64)
     if x.ndim != 1:
-        raise ValueError(ERR_VALUES)
+        raise InputError(ERR_VALUES)
     s = np.asarray(sigma, dtype=np.float64)
     if s.ndim == 0:
         s = np.full(x.size, float(s))
     elif s.size != x.size:
-        raise ValueError(ERR_SIGMA_LENGTH.format(n_sigma=s.size, n_values=x.size))
+        raise InputError(ERR_SIGMA_LENGTH.format(n_sigma=s.size, n_values=x.size))
     if not (np.all(np.isfinite(s)) and np.all(s > 0)):
-        raise ValueError(ERR_SIGMA.format(sigma=sigma))
+        raise InputError(ERR_SIGMA.format(sigma=sigma))
     if not np.isfinite(target):
-        raise ValueError(ERR_PARAMETER.format(name="target", rule="finite", value=target))
+        raise InputError(ERR_PARAMETER.format(name="target", rule="finite", value=target))
     return x, (x - target) / s
 
 
@@ -460,7 +462,7 @@ def _design(kind: str, z: np.ndarray, sigma: float | Sequence[float], textbook: 
             target: float, target_se: float, sigma_df: float, false_alarm: float | None) -> tuple[float, RunLength, str]:
     """The limit to use, its in-control run length and the assumption text."""
     if false_alarm is not None and not (isinstance(false_alarm, (int, float)) and 0 < false_alarm < 1):
-        raise ValueError(ERR_FALSE_ALARM.format(value=false_alarm))
+        raise InputError(ERR_FALSE_ALARM.format(value=false_alarm))
     scale = float(np.median(np.asarray(sigma, dtype=float)))
     target_error = float(target_se) / scale
     _check_estimation(target_error, sigma_df)
@@ -579,7 +581,7 @@ def ewma(
         Limit width in EWMA standard deviations (the textbook value).
     """
     if not (isinstance(lam, (int, float)) and 0 < lam <= 1):
-        raise ValueError(ERR_PARAMETER.format(name="lam", rule="in (0, 1]", value=lam))
+        raise InputError(ERR_PARAMETER.format(name="lam", rule="in (0, 1]", value=lam))
     _check_positive("L", L)
     x, z = _standardise(values, target, sigma)
     limit, run, text = _design("ewma", z, sigma, L, lam, target, target_se, sigma_df, false_alarm)
@@ -619,7 +621,7 @@ def in_control_from_values(values: Sequence[float]) -> InControl:
     x = np.asarray(values, dtype=np.float64)
     x = x[np.isfinite(x)]
     if x.size < 2:
-        raise ValueError(ERR_FEW_VALUES.format(n=x.size))
+        raise InputError(ERR_FEW_VALUES.format(n=x.size))
     sd = float(x.std(ddof=1))
     return InControl(target=float(x.mean()), sigma=sd, n=int(x.size), method="reference values",
                      reference_size=int(x.size), target_se=sd / math.sqrt(x.size), sigma_df=float(x.size - 1))
@@ -656,7 +658,7 @@ def in_control_from_reference(
         Seed of the resampling (results are reproducible).
     """
     if isinstance(period_size, bool) or not isinstance(period_size, (int, np.integer)) or period_size < 1:
-        raise ValueError(ERR_PARAMETER.format(name="period_size", rule="a positive integer", value=period_size))
+        raise InputError(ERR_PARAMETER.format(name="period_size", rule="a positive integer", value=period_size))
     rng = np.random.default_rng(seed)
     values = np.empty(n_resamples)
     for i in range(n_resamples):
@@ -664,7 +666,7 @@ def in_control_from_reference(
         values[i] = float(metric(reference.iloc[rows]))
     finite = values[np.isfinite(values)]
     if finite.size < 20:
-        raise ValueError(ERR_FEW_RESAMPLES.format(n=finite.size, total=n_resamples))
+        raise InputError(ERR_FEW_RESAMPLES.format(n=finite.size, total=n_resamples))
     sigma = float(finite.std(ddof=1))
     m = len(reference)
     return InControl(

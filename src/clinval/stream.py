@@ -108,6 +108,7 @@ from clinval import drift as _drift
 from clinval import performance as _performance
 from clinval import risk as _risk
 from clinval.drift import RESULT_COLUMNS, DriftSettings
+from clinval.errors import InputError
 from clinval.profile import (
     NumericProfile,
     PeriodSummary,
@@ -177,7 +178,7 @@ ERR_NO_REFERENCE_RISK = (
 )
 
 
-class StreamError(ValueError):
+class StreamError(InputError):
     """Bad input to a streamed summary: the message names the file, column and row."""
 
 
@@ -286,13 +287,13 @@ def build_stream_profile(
     StreamProfile
     """
     if isinstance(max_grid, bool) or not isinstance(max_grid, (int, np.integer)) or max_grid < 2:
-        raise ValueError(ERR_GRID.format(value=max_grid))
+        raise StreamError(ERR_GRID.format(value=max_grid))
     if isinstance(risk_resolution, bool) or not isinstance(risk_resolution, (int, np.integer)) or risk_resolution < 1:
-        raise ValueError(ERR_RESOLUTION.format(value=risk_resolution))
+        raise StreamError(ERR_RESOLUTION.format(value=risk_resolution))
     if prediction is not None and (
         len(prediction.numeric) != 1 or prediction.categorical or prediction.features[0] in features.features
     ):
-        raise ValueError(ERR_PREDICTION_PROFILE.format(names=prediction.features))
+        raise StreamError(ERR_PREDICTION_PROFILE.format(names=prediction.features))
     grids, inside = {}, {}
     for profile in (features, prediction):
         for name, numeric in ({} if profile is None else profile.numeric).items():
@@ -588,7 +589,7 @@ def summarise_chunk(
 # --------------------------------------------------------------------------- merging
 def _merge_ecdf(a: EcdfCounts, b: EcdfCounts, name: str) -> EcdfCounts:
     if a.at.shape != b.at.shape:
-        raise ValueError(ERR_MERGE.format(detail=f"the ECDF grids of '{name}' differ"))
+        raise StreamError(ERR_MERGE.format(detail=f"the ECDF grids of '{name}' differ"))
     return EcdfCounts(at=a.at + b.at, between=a.between + b.between, between_sum=a.between_sum + b.between_sum,
                       off_grid=_merge_distinct(a.off_grid, b.off_grid))
 
@@ -609,14 +610,14 @@ def _merge_distinct(
 
 def _merge_drift(a: DriftCounts, b: DriftCounts) -> DriftCounts:
     if list(a.ecdf) != list(b.ecdf):
-        raise ValueError(ERR_MERGE.format(detail="numeric columns differ"))
+        raise StreamError(ERR_MERGE.format(detail="numeric columns differ"))
     return DriftCounts(summary=merge_summaries(a.summary, b.summary),
                        ecdf={name: _merge_ecdf(x, b.ecdf[name], name) for name, x in a.ecdf.items()})
 
 
 def _merge_performance(a: PerformanceCounts, b: PerformanceCounts) -> PerformanceCounts:
     if a.bin_counts.shape != b.bin_counts.shape or a.risk_resolution != b.risk_resolution:
-        raise ValueError(ERR_MERGE.format(detail="the risk grids differ"))
+        raise StreamError(ERR_MERGE.format(detail="the risk grids differ"))
     return PerformanceCounts(
         n_rows=a.n_rows + b.n_rows, n_missing_risk=a.n_missing_risk + b.n_missing_risk,
         sum_risk_all=a.sum_risk_all + b.sum_risk_all, sum_risk_sq_all=a.sum_risk_sq_all + b.sum_risk_sq_all,
@@ -637,7 +638,7 @@ def merge_period_counts(a: PeriodCounts, b: PeriodCounts) -> PeriodCounts:
         The counts were made with different stream profiles.
     """
     if (a.prediction is None) != (b.prediction is None):
-        raise ValueError(ERR_MERGE.format(detail="one has prediction counts, the other not"))
+        raise StreamError(ERR_MERGE.format(detail="one has prediction counts, the other not"))
     return PeriodCounts(
         inputs=_merge_drift(a.inputs, b.inputs),
         prediction=None if a.prediction is None else _merge_drift(a.prediction, b.prediction),
@@ -733,7 +734,7 @@ def summarise_log(
         message names the file, the column and the first row of the batch.
     """
     if isinstance(batch_rows, bool) or not isinstance(batch_rows, (int, np.integer)) or batch_rows < 1:
-        raise ValueError(ERR_BATCH_ROWS.format(value=batch_rows))
+        raise StreamError(ERR_BATCH_ROWS.format(value=batch_rows))
     features = profile.features
     dataset = _dataset(path)
     roles = {columns.period: "period", columns.label: "label", columns.risk: "predicted risk",
@@ -844,7 +845,7 @@ def _bounds(profile: NumericProfile, grid: np.ndarray, inside: np.ndarray, count
 
 def _drift_rows(reference: ReferenceProfile, profile: StreamProfile, counts: DriftCounts, settings: DriftSettings) -> pd.DataFrame:
     if settings.n_bins != reference.n_bins:
-        raise ValueError(_drift.ERR_BINS_MISMATCH.format(profile_bins=reference.n_bins, settings_bins=settings.n_bins))
+        raise StreamError(_drift.ERR_BINS_MISMATCH.format(profile_bins=reference.n_bins, settings_bins=settings.n_bins))
     n_rows = counts.summary.n_rows
     rows = []
     for name, numeric in reference.numeric.items():

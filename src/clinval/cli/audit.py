@@ -13,48 +13,24 @@ from pathlib import Path
 
 import click
 
+from clinval import layout
 from clinval.cli._common import (
+    DEFAULT_APPROVALS,
     EXIT_ERROR,
+    LazyChoice,
+    LazyValue,
     UserError,
     ask_passphrase,
+    echo_json,
+    format_option,
     friendly,
     ledger_options,
     open_ledger,
+    sorted_choices,
     unlock_signer,
 )
-from clinval.ledger import (
-    CHECKPOINT_FILE,
-    ERROR_CODES,
-    KINDS,
-    MEANINGS,
-    ROLES,
-    LedgerError,
-    TrustRoot,
-    cosign,
-    read_trust_root,
-    record_run,
-    register_key,
-    revoke_key,
-    verify,
-    write_trust_root,
-)
-from clinval.signing import (
-    PIPELINE_ACTOR,
-    PIPELINE_NAME,
-    ENV_PASSPHRASE,
-    create_key,
-    digest_of_target,
-    esign,
-    has_private_key,
-    load_signer,
-    private_key_path,
-    record_access_failures,
-)
-from clinval.signoff import printable, signer_text, signoff_page, summarize, verification_text
 
 __all__ = ["EXIT_ERROR", "EXIT_VERIFY_FAILED", "audit", "keys", "sign"]
-
-DEFAULT_APPROVALS = "audit/approvals"
 
 EXIT_VERIFY_FAILED = 1
 
@@ -84,17 +60,19 @@ MSG_TRUST_HELP = (
 )
 
 
-VERIFY_HELP = (
-    "Check the whole ledger offline; exit 1 with `CODE at seq N: message` on failure.\n\n"
-    "Checks that every line is canonical JSON, chains to the previous line, carries a "
-    "valid signature by a key active at its seq, and obeys the key and signature rules; "
-    "that the ledger extends the checkpoint and the --trust root; that audit/keys/ holds "
-    "exactly the registered keys; with --deep, that recorded files still have their "
-    "recorded digests. A problem with the ledger is reported before any file problem, "
-    "then the failure with the lowest seq.\n\n"
-    "\b\nError codes:\n"
-    + "\n".join(f"  {code:<20} {meaning}" for code, meaning in ERROR_CODES.items())
-)
+PIPELINE_ACTOR = LazyValue("clinval.signing", "PIPELINE_ACTOR")
+PIPELINE_NAME = LazyValue("clinval.signing", "PIPELINE_NAME")
+
+
+class _VerifyCommand(click.Command):
+    """``audit verify``: its help ends with the ledger's error codes, read when the help is shown."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from clinval.ledger import ERROR_CODES
+
+        with formatter.section("Error codes"):
+            formatter.write_dl([(str(code), meaning) for code, meaning in ERROR_CODES.items()])
+        super().format_epilog(ctx, formatter)
 
 
 # -- clinval audit -----------------------------------------------------------------
@@ -107,6 +85,11 @@ def audit() -> None:
     """
 
 
+# paths the ledger records as given, relative to --root: kept as text, shown as FILE/DIRECTORY like every path
+_RELATIVE_FILE = click.Path(dir_okay=False)
+_RELATIVE_DIR = click.Path(file_okay=False)
+
+
 @audit.command()
 @click.option(
     "--root",
@@ -115,17 +98,17 @@ def audit() -> None:
     show_default=True,
     help="Repository root; dvc.lock, reports and recorded paths are relative to it.",
 )
-@click.option("--dvc-lock", default="dvc.lock", show_default=True, help="DVC lock file, relative to --root.")
-@click.option("--reports", "reports_dir", default="reports", show_default=True, help="Directory of evidence records (*.json), relative to --root.")
+@click.option("--dvc-lock", type=_RELATIVE_FILE, default="dvc.lock", show_default=True, help="DVC lock file, relative to --root.")
+@click.option("--reports", "reports_dir", type=_RELATIVE_DIR, default=layout.REPORTS, show_default=True, help="Directory of evidence records (*.json), relative to --root.")
 @click.option("--actor", default=PIPELINE_ACTOR, show_default=True, help="User id of the recording signer.")
 @click.option("--printed-name", default=PIPELINE_NAME, show_default=True, help="Printed name used if --create-signer creates the key.")
 @click.option(
     "--create-signer",
     is_flag=True,
-    help=f"If this machine has no key for --actor, create one non-interactively with ${ENV_PASSPHRASE}.",
+    help="If this machine has no key for --actor, create one non-interactively with $CLINVAL_PASSPHRASE.",
 )
-@click.option("--approvals", default=DEFAULT_APPROVALS, show_default=True,
-              help="The approval cache, rebuilt from the verified ledger after recording.")
+@click.option("--approvals", type=_RELATIVE_DIR, default=DEFAULT_APPROVALS, show_default=True,
+              help="The approval cache, rebuilt from the verified ledger after recording (relative to --root).")
 @ledger_options
 @friendly
 def record(
@@ -150,7 +133,10 @@ def record(
     a decision or a promotion). Refuses, recording nothing, when an output differs from
     its md5 in dvc.lock. Then rebuilds the approval cache from the verified ledger.
     """
+    from clinval.ledger import record_run
     from clinval.review import sync_approvals, trusted_entries
+    from clinval.signing import ENV_PASSPHRASE, create_key, has_private_key, load_signer, private_key_path, record_access_failures
+    from clinval.signoff import printable, summarize
 
     if has_private_key(actor):
         signer = load_signer(actor, passphrase=ask_passphrase(f"Passphrase for {actor}"))
@@ -181,7 +167,7 @@ def record(
         click.echo(f"warning: the ledger fails verification ({verification}); approval cache not rebuilt", err=True)
 
 
-@audit.command(name="verify", help=VERIFY_HELP)
+@audit.command(name="verify", cls=_VerifyCommand)
 @click.option("--deep", is_flag=True, help="Also re-hash every file the ledger refers to (latest record per path).")
 @click.option(
     "--checkpoint",
@@ -211,7 +197,15 @@ def verify_command(
     checkpoint_dir: Path,
     keys_dir: Path,
 ) -> None:
-    """Check the whole ledger offline (help text: ``VERIFY_HELP``)."""
+    """Check the whole ledger offline; exit 1 with `CODE at seq N: message` on failure.
+
+    Checks that every line is canonical JSON, chains to the previous line, carries a
+    valid signature by a key active at its seq, and obeys the key and signature rules;
+    that the ledger extends the checkpoint and the --trust root; that audit/keys/ holds
+    exactly the registered keys; with --deep, that recorded files still have their
+    recorded digests. A problem with the ledger is reported before any file problem,
+    then the failure with the lowest seq.
+    """
     if not ledger_path.exists():
         click.echo(f"warning: {ledger_path} does not exist; verifying an empty ledger", err=True)
     result = _verify(ledger_path, checkpoint, checkpoint_dir, trust, keys_dir, deep=deep, root=root, workers=workers)
@@ -232,6 +226,8 @@ def verify_command(
 def _verify(ledger_path: Path, checkpoint: Path | None, checkpoint_dir: Path, trust: Path | None, keys_dir: Path,
             **options):
     """``verify`` with the local checkpoint (unless one is given) and the key export when present."""
+    from clinval.ledger import CHECKPOINT_FILE, verify
+
     if checkpoint is None and (checkpoint_dir / CHECKPOINT_FILE).exists():
         checkpoint = checkpoint_dir / CHECKPOINT_FILE
     return verify(ledger_path, checkpoint=checkpoint, trust=trust,
@@ -253,6 +249,9 @@ def witness(trust_path: Path, ledger_path: Path, checkpoint_dir: Path, keys_dir:
     (UNTRUSTED_ROOT) or rewritten (INCONSISTENT) or cut (TRUNCATED) since. Your key need
     not be registered in the ledger (better: it is not); it may not be its genesis key.
     """
+    from clinval.ledger import TrustRoot, cosign, read_trust_root, write_trust_root
+    from clinval.signoff import signer_text
+
     existing = trust_path if trust_path.exists() else None
     result = _verify(ledger_path, None, checkpoint_dir, existing, keys_dir)
     if not result.ok or not result.size:
@@ -273,7 +272,8 @@ def witness(trust_path: Path, ledger_path: Path, checkpoint_dir: Path, keys_dir:
 
 
 @audit.command()
-@click.option("--kind", type=click.Choice(sorted(KINDS)), default=None, help="Show only entries of this kind.")
+@click.option("--kind", type=LazyChoice(sorted_choices("clinval.ledger", "KINDS")), default=None,
+              help="Show only entries of this kind.")
 @click.option(
     "--html",
     "html_path",
@@ -284,6 +284,7 @@ def witness(trust_path: Path, ledger_path: Path, checkpoint_dir: Path, keys_dir:
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="A checkpoint kept from earlier (default: <checkpoints>/latest.json if it exists).")
 @click.option("--trust", type=click.Path(dir_okay=False, path_type=Path), default=None, help=MSG_TRUST_HELP)
+@format_option("text", "json")
 @ledger_options
 @friendly
 def show(
@@ -291,6 +292,7 @@ def show(
     html_path: Path | None,
     checkpoint: Path | None,
     trust: Path | None,
+    output_format: str,
     ledger_path: Path,
     checkpoint_dir: Path,
     keys_dir: Path,
@@ -300,8 +302,12 @@ def show(
     The first line is the verification verdict, with the same checks as `audit verify`
     (checkpoint, trust root); entries from the first bad seq on are marked NOT VERIFIED,
     and the command exits 1 when the ledger fails. Text from entries is printed with
-    control characters escaped, so no reason can forge a line.
+    control characters escaped, so no reason can forge a line. --format json prints
+    the verdict and every entry (with its body) as one JSON document instead.
     """
+    from clinval.ledger import LedgerError
+    from clinval.signoff import signoff_page, summarize, verification_text
+
     if not ledger_path.exists():
         raise UserError(MSG_NO_LEDGER.format(path=ledger_path))
     verification = _verify(ledger_path, checkpoint, checkpoint_dir, trust, keys_dir)
@@ -312,17 +318,26 @@ def show(
         registered = ledger.registered_keys()
     except LedgerError:
         registered = []  # a damaged line: show what can be read; the verdict names the damage
+    shown = [entry for entry in entries if kind is None or entry.kind == kind]
     if html_path is not None:
         page = signoff_page(entries, keys=registered, verification=verification)
         html_path.parent.mkdir(parents=True, exist_ok=True)
         html_path.write_text(page, encoding="utf-8")
-        click.echo(f"wrote sign-off page {html_path}")
-    else:
+        click.echo(f"wrote sign-off page {html_path}", err=output_format == "json")
+    if output_format == "json":
+        echo_json({
+            "verification": {"ok": verification.ok, "code": verification.code and str(verification.code),
+                             "seq": verification.seq, "message": verification.message, "size": verification.size,
+                             "head": verification.head, "genesis_key": verification.genesis_key},
+            "entries": [{"seq": e.seq, "time": e.time, "kind": e.kind, "actor": e.actor, "key": e.key,
+                         "summary": summarize(e), "verified": verification.trusted(e.seq), "body": e.body}
+                        for e in shown],
+        })
+    elif html_path is None:
         click.echo(f"ledger: {verification_text(verification)}")
-        for entry in entries:
-            if kind is None or entry.kind == kind:
-                mark = "" if verification.trusted(entry.seq) else "  [NOT VERIFIED]"
-                click.echo(f"{entry.seq:>6}  {entry.time}  {entry.kind:<14}  {entry.actor:<12}  {summarize(entry)}{mark}")
+        for entry in shown:
+            mark = "" if verification.trusted(entry.seq) else "  [NOT VERIFIED]"
+            click.echo(f"{entry.seq:>6}  {entry.time}  {entry.kind:<14}  {entry.actor:<12}  {summarize(entry)}{mark}")
     if not verification.ok:
         click.echo(f"Error: the ledger fails verification: {verification}", err=True)
         raise click.exceptions.Exit(EXIT_VERIFY_FAILED)
@@ -340,6 +355,9 @@ def recover(reason: str, yes: bool, ledger_path: Path, checkpoint_dir: Path, key
     kept in the recovery entry. Asks for your user id and passphrase to sign it.
     Refuses if the local checkpoint vouches for the incomplete entry.
     """
+    from clinval.ledger import verify
+    from clinval.signoff import summarize
+
     result = verify(ledger_path)
     if result.ok or result.code != "TORN_TAIL":
         if result.ok:
@@ -377,7 +395,7 @@ def keys() -> None:
     help="User id whose key endorses this one; needed when the user id already has a "
     "registered key (the same user's active key or the genesis key).",
 )
-@click.option("--role", type=click.Choice(ROLES), default="person", show_default=True,
+@click.option("--role", type=LazyChoice(LazyValue("clinval.ledger", "ROLES")), default="person", show_default=True,
               help="A person signs decisions and promotions; a machine identity records pipeline runs.")
 @ledger_options
 @friendly
@@ -396,6 +414,10 @@ def keys_init(
     already has your key, it is unlocked and registered in this ledger instead. On an
     empty ledger the key becomes the genesis key.
     """
+    from clinval.ledger import register_key
+    from clinval.signing import create_key, has_private_key, load_signer, private_key_path
+    from clinval.signoff import summarize
+
     ledger = open_ledger(ledger_path, checkpoint_dir, keys_dir)
     if has_private_key(user_id):
         signer = load_signer(user_id, passphrase=ask_passphrase(f"Passphrase for {user_id}"))
@@ -437,6 +459,9 @@ def keys_revoke(key_id: str, reason: str, ledger_path: Path, checkpoint_dir: Pat
     Signed by the key itself or by the genesis key: asks for that user id and
     passphrase ($CLINVAL_USER / $CLINVAL_PASSPHRASE when set).
     """
+    from clinval.ledger import revoke_key
+    from clinval.signoff import summarize
+
     ledger = open_ledger(ledger_path, checkpoint_dir, keys_dir)
     signer = unlock_signer(ledger)
     entry = revoke_key(ledger, key_id=key_id, reason=reason, signer=signer)
@@ -455,6 +480,9 @@ def keys_unlock(user_id: str, reason: str, ledger_path: Path, checkpoint_dir: Pa
     passphrase). Appends the user's failed and refused attempts to the ledger as an
     access_failure entry, then lifts the lock in this machine's key store.
     """
+    from clinval.signing import record_access_failures
+    from clinval.signoff import summarize
+
     ledger = open_ledger(ledger_path, checkpoint_dir, keys_dir)
     admin = unlock_signer(ledger)
     entry = record_access_failures(ledger, signer=admin, user_id=user_id, reason=f"unlocked by {admin.user_id}: {reason}")
@@ -464,31 +492,43 @@ def keys_unlock(user_id: str, reason: str, ledger_path: Path, checkpoint_dir: Pa
 
 
 @keys.command(name="list")
+@format_option("text", "json")
 @ledger_options
 @friendly
-def keys_list(ledger_path: Path, checkpoint_dir: Path, keys_dir: Path) -> None:
+def keys_list(output_format: str, ledger_path: Path, checkpoint_dir: Path, keys_dir: Path) -> None:
     """List the keys the ledger registered, their status, and which are on this machine."""
+    from clinval.signing import has_private_key
+    from clinval.signoff import printable
+
     registered = open_ledger(ledger_path, checkpoint_dir, keys_dir).registered_keys()
-    if not registered:
+    genesis = registered[0].key_id if registered else None
+    rows = [{"key_id": key.key_id, "user_id": key.user_id, "printed_name": key.printed_name, "role": key.role,
+             "added_seq": key.added_seq, "revoked_seq": key.revoked_seq, "endorsed_by": key.endorsed_by,
+             "genesis": key.key_id == genesis, "private_key_on_this_machine": has_private_key(key.user_id)}
+            for key in registered]
+    if output_format == "json":
+        echo_json(rows)
+        return
+    if not rows:
         click.echo("no keys registered")
         return
-    genesis = registered[0].key_id
-    for key in registered:
-        status = "active" if key.revoked_seq is None else f"revoked@{key.revoked_seq}"
-        notes = ["genesis"] if key.key_id == genesis else []
-        if key.endorsed_by:
-            notes.append(f"endorsed by {key.endorsed_by}")
-        if has_private_key(key.user_id):
+    for row in rows:
+        status = "active" if row["revoked_seq"] is None else f"revoked@{row['revoked_seq']}"
+        notes = ["genesis"] if row["genesis"] else []
+        if row["endorsed_by"]:
+            notes.append(f"endorsed by {row['endorsed_by']}")
+        if row["private_key_on_this_machine"]:
             notes.append("private key on this machine")
         click.echo(
-            f"{key.key_id}  {key.user_id:<12}  {printable(key.printed_name):<24}  {key.role:<7}  added@{key.added_seq:<5}  "
-            f"{status:<12}  {', '.join(notes)}".rstrip()
+            f"{row['key_id']}  {row['user_id']:<12}  {printable(row['printed_name']):<24}  {row['role']:<7}  "
+            f"added@{row['added_seq']:<5}  {status:<12}  {', '.join(notes)}".rstrip()
         )
 
 
 # -- clinval sign --------------------------------------------------------------------
 @click.command()
-@click.option("--meaning", type=click.Choice(MEANINGS), required=True, help="What your signature means.")
+@click.option("--meaning", type=LazyChoice(LazyValue("clinval.ledger", "MEANINGS")), required=True,
+              help="What your signature means.")
 @click.option("--target", required=True, help="What you sign: a ledger seq (e.g. 12) or a path relative to --root.")
 @click.option("--reason", required=True, help="Why you sign, in your words; recorded with the signature.")
 @click.option(
@@ -516,6 +556,9 @@ def sign(
     records your printed name, the UTC time and the meaning. Signing the same target
     with the same meaning twice is refused.
     """
+    from clinval.signing import digest_of_target, esign
+    from clinval.signoff import signer_text
+
     ledger = open_ledger(ledger_path, checkpoint_dir, keys_dir)
     target_ref = _relative_target(target, root)
     digest = digest_of_target(ledger, target_ref, root=root)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from clinval.cli._common import friendly, ledger_options, open_ledger
+from clinval import layout
+from clinval.cli._common import DEFAULT_APPROVALS, OUTPUT_DIR, OUTPUT_FILE, friendly, ledger_options, open_ledger
 from clinval.cli.serve import DEFAULT_LOG_DIR
 
 __all__ = ["metrics"]
@@ -18,13 +19,13 @@ def metrics() -> None:
 
 
 @metrics.command("export")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--out", required=True, type=OUTPUT_FILE,
               help="File to write, e.g. /var/lib/prometheus/node-exporter/clinval.prom.")
-@click.option("--reports", "reports_dir", default="reports", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--reports", "reports_dir", default=layout.REPORTS, show_default=True, type=OUTPUT_DIR,
               help="The latest evidence records.")
-@click.option("--approvals", "approvals_dir", default="audit/approvals", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--approvals", "approvals_dir", default=DEFAULT_APPROVALS, show_default=True, type=OUTPUT_DIR,
               help="Signed decisions (an alert with one is no longer open).")
-@click.option("--log-dir", default=DEFAULT_LOG_DIR, show_default=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--log-dir", default=DEFAULT_LOG_DIR, show_default=True, type=OUTPUT_DIR,
               help="The prediction log folder.")
 @ledger_options
 @friendly

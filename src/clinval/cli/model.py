@@ -7,7 +7,20 @@ from pathlib import Path
 
 import click
 
-from clinval.cli._common import UserError, friendly, ledger_options, load_params, open_ledger, unlock_signer
+from clinval import layout
+from clinval.cli._common import (
+    DEFAULT_APPROVALS,
+    DEFAULT_PLAN,
+    EXISTING_DIR,
+    OUTPUT_DIR,
+    PARAMS_FILE,
+    UserError,
+    friendly,
+    ledger_options,
+    load_params,
+    open_ledger,
+    unlock_signer,
+)
 
 PROMOTED_DIR = Path("models/promoted")
 MSG_MODEL_CHANGED = ("{path} hashes to {found}, not the {expected} the ledger recorded for {cid} (retrain seq {seq}); "
@@ -21,15 +34,16 @@ def model() -> None:
 
 
 @model.command("build-candidates")
-@click.option("--approvals", default="audit/approvals", show_default=True,
+@click.option("--approvals", type=OUTPUT_DIR, default=DEFAULT_APPROVALS, show_default=True,
               help="The approval cache (signed ledger lines, rebuilt from the ledger).")
-@click.option("--records", multiple=True, default=("reports/02_drift_analysis.json", "reports/03_fairness_audit.json"),
-              show_default=True, help="Evidence records whose alerts are current.")
-@click.option("--plan", "plan_path", default="params/pccp.yaml", show_default=True, help="The change control plan.")
-@click.option("--prepared", default="data/prepared", show_default=True, help="The prepared study.")
-@click.option("--scored", default="data/scored", show_default=True, help="The prediction log.")
-@click.option("--locked", default="models/locked", show_default=True, help="The locked model.")
-@click.option("--out", default="models/candidates", show_default=True, help="Folder for candidates (DVC output).")
+@click.option("--records", type=click.Path(dir_okay=False, path_type=Path), multiple=True,
+              default=("reports/02_drift_analysis.json", "reports/03_fairness_audit.json"),
+              show_default=True, help="Evidence records whose alerts are current (those present are read).")
+@click.option("--plan", "plan_path", type=PARAMS_FILE, default=DEFAULT_PLAN, show_default=True, help="The change control plan.")
+@click.option("--prepared", type=EXISTING_DIR, default="data/prepared", show_default=True, help="The prepared study.")
+@click.option("--scored", type=EXISTING_DIR, default="data/scored", show_default=True, help="The prediction log.")
+@click.option("--locked", type=EXISTING_DIR, default=layout.LOCKED_MODEL, show_default=True, help="The locked model.")
+@click.option("--out", type=OUTPUT_DIR, default=layout.CANDIDATES, show_default=True, help="Folder for candidates (DVC output).")
 @friendly
 def build_candidates_command(approvals, records, plan_path, prepared, scored, locked, out) -> None:
     """Build the candidate each approved alert calls for, from permitted data only.
@@ -44,7 +58,7 @@ def build_candidates_command(approvals, records, plan_path, prepared, scored, lo
 
     plan = pccp.plan_from_params(load_params(plan_path))
     pipeline, card = model_lib.load_model(locked)
-    present = [r for r in records if Path(r).exists()]
+    present = [r for r in records if r.exists()]
     built, refusals = revalidation.build_candidates(
         approvals=review.read_approvals(approvals), current_alerts=review.alerts_from_records(present), plan=plan,
         log=model_lib.load_prediction_log(scored), locked=pipeline, card=card,
@@ -59,7 +73,7 @@ def build_candidates_command(approvals, records, plan_path, prepared, scored, lo
 @model.command("promote")
 @click.argument("candidate_id")
 @click.option("--reason", required=True, help="Why, in your words (recorded with the signature).")
-@click.option("--plan", "plan_path", default="params/pccp.yaml", show_default=True,
+@click.option("--plan", "plan_path", type=PARAMS_FILE, default=DEFAULT_PLAN, show_default=True,
               help="The change control plan (must be the one the candidate was evaluated under).")
 @click.option("--trust", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="A trust root kept off-system (`clinval audit witness`); the ledger must match it.")

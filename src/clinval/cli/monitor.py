@@ -12,7 +12,7 @@ Run from cron or a systemd timer (docs/live.md). Steps, each a no-op when nothin
    the audit ledger (``clinval audit record``).
 
 Exit status: 0 nothing fired; 1 a trigger fired (this run recorded a new drift or
-fairness alert); 2 an error.
+fairness alert); 2 an error in the input or a refused step; 70 a bug in clinval.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def monitor(service_url, through, repro, study_path, log_dir, root, actor, print
     """Seal the prediction log, add the periods that ended to the study, re-run and record.
 
     Exits 1 when a trigger fired (a new drift or fairness alert was recorded), 0 when
-    not, 2 on an error. Running it again with nothing new adds nothing.
+    not, 2 on an error in the input, 70 on a bug in clinval. Running it again with
+    nothing new adds nothing.
     """
     import httpx
     import pandas as pd
@@ -60,7 +61,7 @@ def monitor(service_url, through, repro, study_path, log_dir, root, actor, print
     from clinval.ledger import record_run
     from clinval.predlog import LIVE_PREFIX, export_predictions, live_periods, read_outcomes, recover
 
-    study = data.study_from_params(load_params(study_path), params_path=study_path)
+    study = data.study_from_params(load_params(study_path), params_path=str(study_path))
     folder = root / study.source_path
     if folder.is_file():
         raise UserError(MSG_NOT_A_FOLDER.format(study=study_path, path=study.source_path))

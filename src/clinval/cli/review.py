@@ -6,18 +6,30 @@ from pathlib import Path
 
 import click
 
-from clinval.cli._common import friendly, ledger_options, open_ledger, unlock_signer
+from clinval import layout
+from clinval.cli._common import (
+    DEFAULT_APPROVALS,
+    UserError,
+    echo_json,
+    format_option,
+    friendly,
+    ledger_options,
+    open_ledger,
+    unlock_signer,
+)
 
 DEFAULT_RECORDS = ("reports/02_drift_analysis.json", "reports/03_fairness_audit.json")
-DEFAULT_APPROVALS = "audit/approvals"
+
+_RECORDS = click.Path(dir_okay=False, path_type=Path)  # the defaults need not all exist: the ones present are read
+_APPROVALS = click.Path(file_okay=False, path_type=Path)
 
 
-def _alerts(records: tuple[str, ...]) -> list[dict]:
+def _alerts(records: tuple[Path, ...]) -> list[dict]:
     from clinval.review import alerts_from_records
 
-    present = [r for r in records if Path(r).exists()]
+    present = [r for r in records if r.exists()]
     if not present:
-        raise FileNotFoundError(f"no evidence records found ({', '.join(records)}); run `dvc repro` first.")
+        raise UserError(f"no evidence records found ({', '.join(map(str, records))}); run `dvc repro` first.")
     return alerts_from_records(present)
 
 
@@ -26,7 +38,7 @@ def _find(alerts: list[dict], alert_id: str) -> dict:
     if len(matches) != 1:
         known = ", ".join(a["id"] for a in alerts) or "none"
         what = "no alert" if not matches else f"{len(matches)} alerts"
-        raise KeyError(f"{what} matching {alert_id!r}; open alerts: {known}.")
+        raise UserError(f"{what} matching {alert_id!r}; open alerts: {known}.")
     return matches[0]
 
 
@@ -36,11 +48,14 @@ def review() -> None:
 
 
 @review.command("pull")
-@click.option("--records", multiple=True, default=DEFAULT_RECORDS, show_default=True, help="Evidence records (JSON) whose alerts to pull.")
-@click.option("--scored", default="data/scored", show_default=True, help="The prediction log.")
-@click.option("--out", default="data/review_queue", show_default=True, help="The review queue folder (DVC output).")
+@click.option("--records", type=_RECORDS, multiple=True, default=DEFAULT_RECORDS, show_default=True,
+              help="Evidence records (JSON) whose alerts to pull.")
+@click.option("--scored", type=click.Path(file_okay=False, exists=True, path_type=Path), default="data/scored",
+              show_default=True, help="The prediction log.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=layout.REVIEW_QUEUE, show_default=True,
+              help="The review queue folder (DVC output).")
 @friendly
-def pull(records: tuple[str, ...], scored: str, out: str) -> None:
+def pull(records: tuple[Path, ...], scored: Path, out: Path) -> None:
     """Write each alert's production records to OUT/<alert-id>.parquet (pipeline stage `queue`).
 
     Patient rows go to the DVC-tracked review queue only, never to reports/.
@@ -64,25 +79,33 @@ def _ledger_decisions(ledger):
     return entries, decisions_in(entries)
 
 
+def _decision_json(decision) -> dict:
+    esig = decision.esig
+    return {"decision": decision.decision, "signer": decision.signer, "printed_name": decision.printed_name,
+            "key_id": decision.key_id, "seq": esig.seq, "time": esig.time, "reason": esig.body.get("reason")}
+
+
 @review.command("list")
-@click.option("--records", multiple=True, default=DEFAULT_RECORDS, show_default=True, help="Evidence records (JSON).")
+@click.option("--records", type=_RECORDS, multiple=True, default=DEFAULT_RECORDS, show_default=True,
+              help="Evidence records (JSON).")
 @click.option("--all", "show_all", is_flag=True, help="Include alerts already decided.")
+@format_option("text", "json")
 @ledger_options
 @friendly
-def list_alerts(records: tuple[str, ...], show_all: bool, ledger_path, checkpoint_dir, keys_dir) -> None:
+def list_alerts(records: tuple[Path, ...], show_all: bool, output_format: str, ledger_path, checkpoint_dir, keys_dir) -> None:
     """Show open alerts with their evidence record and review-queue file.
 
-    Decisions are read from the verified ledger, not from audit/approvals/.
+    Decisions are read from the verified ledger, not from audit/approvals/. --format json
+    prints a list of the alerts shown, each with its decision (null while open).
     """
     from clinval.signoff import printable, signer_text
 
     _, decided = _ledger_decisions(open_ledger(ledger_path, checkpoint_dir, keys_dir))
-    shown = 0
-    for alert in _alerts(records):
-        decision = decided.get(alert["id"])
-        if decision and not show_all:
-            continue
-        shown += 1
+    shown = [(alert, decided.get(alert["id"])) for alert in _alerts(records) if show_all or alert["id"] not in decided]
+    if output_format == "json":
+        echo_json([{**alert, "decision": decision and _decision_json(decision)} for alert, decision in shown])
+        return
+    for alert, decision in shown:
         state = (f"{decision.decision} by {signer_text(decision.printed_name, decision.signer, decision.key_id)}"
                  if decision else "open")
         click.echo(f"{alert['id']}  [{state}]\n  {printable(alert['summary'])}\n  evidence: reports/{alert['record']}   "
@@ -92,10 +115,10 @@ def list_alerts(records: tuple[str, ...], show_all: bool, ledger_path, checkpoin
 
 
 @review.command("sync")
-@click.option("--approvals", default=DEFAULT_APPROVALS, show_default=True, help="The approval cache to rebuild.")
+@click.option("--approvals", type=_APPROVALS, default=DEFAULT_APPROVALS, show_default=True, help="The approval cache to rebuild.")
 @ledger_options
 @friendly
-def sync(approvals: str, ledger_path, checkpoint_dir, keys_dir) -> None:
+def sync(approvals: Path, ledger_path, checkpoint_dir, keys_dir) -> None:
     """Rebuild the approval cache (audit/approvals/) from the verified ledger.
 
     One file per decided alert, holding its signed ledger lines; files the ledger does not
@@ -110,10 +133,10 @@ def sync(approvals: str, ledger_path, checkpoint_dir, keys_dir) -> None:
 
 
 @review.command("check")
-@click.option("--approvals", default=DEFAULT_APPROVALS, show_default=True, help="The approval cache to check.")
+@click.option("--approvals", type=_APPROVALS, default=DEFAULT_APPROVALS, show_default=True, help="The approval cache to check.")
 @ledger_options
 @friendly
-def check(approvals: str, ledger_path, checkpoint_dir, keys_dir) -> None:
+def check(approvals: Path, ledger_path, checkpoint_dir, keys_dir) -> None:
     """Check each file of the approval cache as the revalidate stage does, and against the ledger.
 
     Prints `ALERT: ok`, or `ALERT: CODE: why` for a file that fails the offline check
@@ -150,8 +173,10 @@ def _decide(verb: str, alert_id: str, reason: str, records, approvals, ledger_pa
 def _decision_command(verb: str, meaning: str):
     @click.argument("alert_id")
     @click.option("--reason", required=True, help="Why, in your words (recorded with the signature).")
-    @click.option("--records", multiple=True, default=DEFAULT_RECORDS, show_default=True, help="Evidence records (JSON).")
-    @click.option("--approvals", default=DEFAULT_APPROVALS, show_default=True, help="The approval cache to rebuild.")
+    @click.option("--records", type=_RECORDS, multiple=True, default=DEFAULT_RECORDS, show_default=True,
+                  help="Evidence records (JSON).")
+    @click.option("--approvals", type=_APPROVALS, default=DEFAULT_APPROVALS, show_default=True,
+                  help="The approval cache to rebuild.")
     @ledger_options
     @friendly
     def command(alert_id, reason, records, approvals, ledger_path, checkpoint_dir, keys_dir):

@@ -10,11 +10,24 @@ from typing import Any
 
 import click
 
-from clinval.cli._common import UserError, ask_passphrase, friendly, ledger_options, load_params, open_ledger
+from clinval import layout
+from clinval.cli._common import (
+    DEFAULT_APPROVALS,
+    DEFAULT_STUDY,
+    OUTPUT_DIR,
+    PARAMS_FILE,
+    LazyValue,
+    UserError,
+    ask_passphrase,
+    friendly,
+    ledger_options,
+    load_params,
+    open_ledger,
+)
 
 __all__ = ["build_service", "live_options", "machine_signer", "serve"]
 
-DEFAULT_LOG_DIR = "data/predictions"
+DEFAULT_LOG_DIR = layout.PREDICTIONS
 GIL_SWITCH_SECONDS = 0.0002
 """Python's thread switch interval while serving (measured: 3x the throughput of the 5 ms default at concurrency 8)."""
 MSG_CREATE_NEEDS_PASSPHRASE = "--create-signer runs non-interactively and needs the passphrase in ${env}"
@@ -53,16 +66,17 @@ def machine_signer(*, actor: str, printed_name: str, create: bool, ledger):
 
 def live_options(command):
     """Options every live-loop command shares: study, log folder, root, signer, ledger."""
-    from clinval.signing import PIPELINE_ACTOR, PIPELINE_NAME
-
     options = [
-        click.option("--study", "study_path", default="params/study.yaml", show_default=True, help="The study: the request schema comes from it."),
-        click.option("--log-dir", default=DEFAULT_LOG_DIR, show_default=True, type=click.Path(file_okay=False, path_type=Path),
+        click.option("--study", "study_path", type=PARAMS_FILE, default=DEFAULT_STUDY, show_default=True,
+                     help="The study: the request schema comes from it."),
+        click.option("--log-dir", default=DEFAULT_LOG_DIR, show_default=True, type=OUTPUT_DIR,
                      help="The prediction log folder (inside --root)."),
         click.option("--root", default=".", show_default=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
                      help="Repository root; ledger paths are relative to it."),
-        click.option("--actor", default=PIPELINE_ACTOR, show_default=True, help="Machine identity that signs prediction_batch entries."),
-        click.option("--printed-name", default=PIPELINE_NAME, show_default=True, help="Printed name if --create-signer creates the key."),
+        click.option("--actor", default=LazyValue("clinval.signing", "PIPELINE_ACTOR"), show_default=True,
+                     help="Machine identity that signs prediction_batch entries."),
+        click.option("--printed-name", default=LazyValue("clinval.signing", "PIPELINE_NAME"), show_default=True,
+                     help="Printed name if --create-signer creates the key."),
         click.option("--create-signer", is_flag=True, help="Create the --actor key with $CLINVAL_PASSPHRASE if this machine has none."),
     ]
     for option in reversed(options):
@@ -71,7 +85,7 @@ def live_options(command):
 
 
 def build_service(*, study_path: str, log_dir: Path, root: Path, signer: Callable[[], Any], ledger_path: Path, checkpoint_dir: Path,
-                  keys_dir: Path, locked: str = "models/locked", reports_dir: Path | None = None,
+                  keys_dir: Path, locked: str = layout.LOCKED_MODEL, reports_dir: Path | None = None,
                   approvals_dir: Path | None = None, settings=None):
     """Check everything the service needs and return it ready to serve (log recovered).
 
@@ -89,7 +103,7 @@ def build_service(*, study_path: str, log_dir: Path, root: Path, signer: Callabl
     from clinval.serve.model_in_force import model_in_force
     from clinval.serve.schema import request_schema
 
-    study = data.study_from_params(load_params(study_path), params_path=study_path)
+    study = data.study_from_params(load_params(study_path), params_path=str(study_path))
     model = model_in_force(root=root, ledger_path=ledger_path, checkpoint_dir=checkpoint_dir, schema=study.schema,
                            study_path=study_path, locked=locked)
     requests = request_schema(study.schema, never_features=study.never_features, study_path=study_path)
@@ -105,10 +119,10 @@ def build_service(*, study_path: str, log_dir: Path, root: Path, signer: Callabl
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
-@click.option("--locked", default="models/locked", show_default=True, help="The locked model folder as the ledger records it.")
-@click.option("--reports", "reports_dir", default="reports", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--locked", type=click.Path(file_okay=False), default=layout.LOCKED_MODEL, show_default=True, help="The locked model folder as the ledger records it.")
+@click.option("--reports", "reports_dir", default=layout.REPORTS, show_default=True, type=OUTPUT_DIR,
               help="Evidence records whose monitored metrics /metrics shows.")
-@click.option("--approvals", "approvals_dir", default="audit/approvals", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--approvals", "approvals_dir", default=DEFAULT_APPROVALS, show_default=True, type=OUTPUT_DIR,
               help="Signed decisions (an alert with one is no longer open).")
 @click.option("--segment-records", default=100_000, show_default=True, type=click.IntRange(min=1), help="Close a log segment after this many predictions.")
 @click.option("--segment-seconds", default=3600.0, show_default=True, type=click.FloatRange(min=0.01), help="Close a log segment this long after its first write.")

@@ -29,18 +29,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-import numpy as np
-import pandas as pd
 
-from clinval._io import atomic_write_text
-from clinval.cli._common import friendly
-from clinval.cli.drift import DriftInputError, _features_from_study, _json_value, _read_table, _settings, drift
-from clinval.drift import DriftSettings
-from clinval.privacy import DEFAULT_MIN_CELL_SIZE, suppressed_label
-from clinval.profile import build_reference_profile
+from clinval.cli._common import LazyValue, UserError, friendly
+from clinval.cli.drift import drift, drift_settings, features_from_study, json_value, read_table
+from clinval.errors import InputError
 
-if TYPE_CHECKING:  # imported when the command runs: clinval.stream loads scikit-learn, slow for every other command
+if TYPE_CHECKING:  # imported when the command runs: numpy, pandas and scikit-learn are slow for every other command
+    import numpy as np
+    import pandas as pd
+
     from clinval import stream as streaming
+    from clinval.drift import DriftSettings
 
 __all__ = ["stream_command"]
 
@@ -53,13 +52,15 @@ _PERFORMANCE_SHOWN = ("AUROC", "Brier", "O/E", "calibration intercept", "calibra
 def _reference_risk(reference: pd.DataFrame, reference_path: Path, log: Path, columns: streaming.LogColumns,
                     reference_period: str) -> tuple[np.ndarray | None, str]:
     """Reference predicted risks and a sentence saying where they came from."""
+    import numpy as np
+
     from clinval import stream as streaming
 
     if columns.risk in reference.columns:
         try:
             values = streaming._risks(reference, columns.risk, None)  # the log's rule for risks
-        except (TypeError, ValueError) as error:
-            raise DriftInputError(f"{reference_path}: {error}") from None
+        except InputError as error:  # the column is not numbers, or not risks in [0, 1]
+            raise UserError(f"{reference_path}: {error}") from None
         values = values[~np.isnan(values)]
         return values, NOTE_REFERENCE_RISK.format(n=values.size, source=f"'{reference_path}' column '{columns.risk}'")
     try:
@@ -71,6 +72,8 @@ def _reference_risk(reference: pd.DataFrame, reference_path: Path, log: Path, co
 
 def _count(value: int, min_cell_size: int) -> int | str:
     """A count, or ``<min_cell_size`` when it is small (nonzero and below the minimum)."""
+    from clinval.privacy import suppressed_label
+
     return suppressed_label(min_cell_size) if 0 < value < min_cell_size else int(value)
 
 
@@ -83,6 +86,8 @@ def _estimate(row: pd.Series, digits: int = 3) -> str:
 
 
 def _performance_view(tables: streaming.StreamTables, summary: streaming.LogSummary, min_cell_size: int) -> pd.DataFrame:
+    import pandas as pd
+
     rows = []
     for period, part in tables.performance.groupby("period", sort=False):
         by_metric = part.set_index("metric")
@@ -102,13 +107,15 @@ def _records(frame: pd.DataFrame, min_cell_size: int) -> list[dict[str, Any]]:
         for key in ("n_reference", "n_current", "n"):
             if key in row:
                 row[key] = _count(int(row[key]), min_cell_size)
-        records.append({key: _json_value(value) for key, value in row.items()})
+        records.append({key: json_value(value) for key, value in row.items()})
     return records
 
 
 def _payload(*, log: Path, reference: Path, study: Path, settings: DriftSettings, confidence: float, min_cell_size: int,
              summary: streaming.LogSummary, tables: streaming.StreamTables, profile: streaming.StreamProfile,
              read: dict[str, Any]) -> dict[str, Any]:
+    from clinval.drift import DriftSettings
+
     periods = []
     for period, counts in summary.periods.items():
         predictions = tables.predictions[tables.predictions["period"] == period]
@@ -130,12 +137,12 @@ def _payload(*, log: Path, reference: Path, study: Path, settings: DriftSettings
 
 
 @drift.command(name="stream")
-@click.argument("log", type=click.Path(path_type=Path))
-@click.option("--reference", "reference_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+@click.argument("log", type=click.Path(path_type=Path))  # no exists check: the reader names a missing log itself
+@click.option("--reference", "reference_path", required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="The reference period (CSV or Parquet) the features are compared with.")
-@click.option("--study", "study_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--study", "study_path", required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="Study YAML with features: {numeric: [...], categorical: [...]}.")
-@click.option("--params", "params_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+@click.option("--params", "params_path", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
               help="Drift settings YAML (DriftSettings keys, e.g. params/drift.yaml).")
 @click.option("--period-column", default="period", show_default=True, help="Column naming each row's period.")
 @click.option("--label-column", default="label", show_default=True, help="Observed outcome (0/1, missing while unknown).")
@@ -144,7 +151,8 @@ def _payload(*, log: Path, reference: Path, study: Path, settings: DriftSettings
               help="Period of the log's reference rows, used for predicted-risk drift when REFERENCE has no risk column.")
 @click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95, show_default=True,
               help="Two-sided level of every interval.")
-@click.option("--min-cell-size", type=click.IntRange(min=1), default=DEFAULT_MIN_CELL_SIZE, show_default=True,
+@click.option("--min-cell-size", type=click.IntRange(min=1), default=LazyValue("clinval.privacy", "DEFAULT_MIN_CELL_SIZE"),
+              show_default=True,
               help="Counts below this are shown as <N.")
 @click.option("--batch-rows", type=click.IntRange(min=1), default=131_072, show_default=True,
               help="Rows counted at once (memory is one batch plus one Parquet row group).")
@@ -155,17 +163,19 @@ def stream_command(log: Path, reference_path: Path, study_path: Path, params_pat
                    label_column: str, risk_column: str, reference_period: str, confidence: float, min_cell_size: int,
                    batch_rows: int, out_path: Path | None) -> None:
     """Per-period drift and performance of LOG (Parquet), read in bounded memory."""
+    import pandas as pd
+
     from clinval import stream as streaming
+    from clinval._io import atomic_write_text
+    from clinval.profile import build_reference_profile
 
     started = time.perf_counter()
-    settings = _settings(params_path)
-    if not study_path.exists():
-        raise DriftInputError(f"Could not use study file '{study_path}': no such file.")
-    numeric, categorical = _features_from_study(study_path)
-    reference = _read_table(reference_path, "reference")
+    settings = drift_settings(params_path)
+    numeric, categorical = features_from_study(study_path)
+    reference = read_table(reference_path, "reference")
     for column in [*numeric, *categorical]:
         if column not in reference.columns:
-            raise DriftInputError(ERR_REFERENCE_COLUMN.format(column=column, study=study_path, path=reference_path))
+            raise UserError(ERR_REFERENCE_COLUMN.format(column=column, study=study_path, path=reference_path))
     columns = streaming.LogColumns(period=period_column, label=label_column, risk=risk_column)
     features = build_reference_profile(reference, numeric=numeric, categorical=categorical, n_bins=settings.n_bins)
     risk, note = _reference_risk(reference, reference_path, log, columns, reference_period)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from clinval.errors import ClinvalError
 from clinval.ledger._encoding import (
     HEX64,
     NotCanonical,
@@ -42,7 +43,7 @@ MSG_SHAPE = "checkpoint {path} is not a checkpoint: {reason}"
 MSG_SIGNATURE = "checkpoint {path} signature does not verify"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ClinvalError, ValueError):
     """A checkpoint file that cannot be trusted as a statement about a ledger."""
 
 

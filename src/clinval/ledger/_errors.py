@@ -11,6 +11,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Mapping
 
+from clinval.errors import ClinvalError
+
 __all__ = ["ERROR_CODES", "ErrorCode", "LedgerError"]
 
 
@@ -57,7 +59,7 @@ ERROR_CODES: Mapping[ErrorCode, str] = MappingProxyType(
 )
 
 
-class LedgerError(Exception):
+class LedgerError(ClinvalError):
     """An append, record or recovery the ledger refused, or a ledger it cannot read.
 
     Parameters

@@ -20,6 +20,7 @@ import joblib
 from clinval import layout
 from clinval._io import sha256_file, sha256_path
 from clinval.data import Schema
+from clinval.errors import ClinvalError
 from clinval.ledger import CHECKPOINT_FILE, verify
 from clinval.serve.scorer import CompiledScorer, compile_model
 
@@ -42,7 +43,7 @@ MSG_FEATURES = (
 )
 
 
-class ServeRefused(Exception):
+class ServeRefused(ClinvalError):
     """The service must not start: the message says why, in one paragraph."""
 
 

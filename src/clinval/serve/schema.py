@@ -26,6 +26,7 @@ from typing_extensions import NotRequired, TypedDict
 
 from clinval import layout
 from clinval.data import Schema
+from clinval.errors import InputError
 from clinval.predlog import PASS_THROUGH
 
 __all__ = ["MAX_RECORDS", "RequestSchema", "request_schema"]
@@ -75,7 +76,7 @@ def request_schema(schema: Schema, *, never_features: Sequence[str] = (), study_
     """Generate the request model of a study."""
     clash = sorted(set(PASS_THROUGH) & set(schema.features))
     if clash:
-        raise ValueError(MSG_PASS_THROUGH_CLASH.format(names=clash, fields=list(PASS_THROUGH)))
+        raise InputError(MSG_PASS_THROUGH_CLASH.format(names=clash, fields=list(PASS_THROUGH)))
     fields: dict[str, Any] = {}
     for name in schema.numeric:
         fields[name] = Annotated[_Number | None, Field(description=f"numeric feature {name}; null if missing")]

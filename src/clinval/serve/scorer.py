@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
+from clinval.errors import ClinvalError
 from clinval.risk import recalibrated
 
 __all__ = ["CompiledScorer", "ModelNotCompilable", "ScoredBatch", "compile_model"]
@@ -34,7 +35,7 @@ MSG_NOT_COMPILABLE = (
 )
 
 
-class ModelNotCompilable(ValueError):
+class ModelNotCompilable(ClinvalError, ValueError):
     """The fitted model is not a structure :func:`compile_model` knows."""
 
 
