@@ -32,10 +32,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clinval import __version__
+from clinval import __version__, disclosure
 from clinval._io import atomic_write_bytes, atomic_write_text, sha256_path
+from clinval.privacy import DEFAULT_MIN_CELL_SIZE
 
-__all__ = ["EVIDENCE_MIME", "NotebookFailed", "RecordPaths", "interval_view", "read_record", "run_notebook", "show", "to_jsonable"]
+__all__ = ["EVIDENCE_MIME", "NotebookFailed", "RecordPaths", "fill_parameters", "interval_view", "read_record", "run_notebook",
+           "show", "to_jsonable"]
 
 EVIDENCE_MIME = "application/vnd.clinval.evidence+json"
 """The output mimetype under which :func:`show` stores a value for the JSON record."""
@@ -171,6 +173,29 @@ class _Shown:
         return {"text/html": _html_for(self.view, self.caption), "text/plain": f"<{self.key}>", EVIDENCE_MIME: payload}
 
 
+_PUBLICATION = {"min_cell_size": DEFAULT_MIN_CELL_SIZE}
+"""The record's smallest publishable count; :func:`fill_parameters` sets it from the notebook's parameters."""
+
+
+def fill_parameters(namespace: dict, *params_files: str | os.PathLike) -> None:
+    """Fill the notebook parameters left ``None`` from the params files of the same names.
+
+    A notebook's parameters cell may leave a study-specific setting ``None`` (e.g. the age
+    bands of the fairness audit); the pipeline passes every value, and in JupyterLab this
+    call reads the same ``params/*.yaml`` files, so a notebook never needs editing per
+    study. A key absent from ``namespace`` is ignored (the file may serve several
+    notebooks). Also sets ``min_cell_size`` for every later :func:`show`.
+    """
+    import yaml
+
+    for file in params_files:
+        for key, value in (yaml.safe_load(Path(file).read_text()) or {}).items():
+            if key in namespace and namespace[key] is None:
+                namespace[key] = value
+    if namespace.get("min_cell_size") is not None:
+        _PUBLICATION["min_cell_size"] = int(namespace["min_cell_size"])
+
+
 def show(value: Any, *, key: str, caption: str | None = None, view: Any = None) -> None:
     """Display ``value`` in the notebook and record it under ``key`` in the JSON record.
 
@@ -179,10 +204,16 @@ def show(value: Any, *, key: str, caption: str | None = None, view: Any = None) 
     same results for people (e.g. a wide table of "value (lower-upper)" cells); the JSON
     record always holds the full ``value``. Keys ``status`` (a one-line summary for the
     index), ``alerts`` and ``candidates`` are lifted to the top level of the JSON record.
+
+    Every value passes :func:`clinval.disclosure.publishable` first, so nothing a small
+    count can be recovered from reaches the page, the JSON twin or the executed notebook.
     """
     from IPython.display import display
 
-    display(_Shown(key, value, caption, value if view is None else view))
+    k = _PUBLICATION["min_cell_size"]
+    value = disclosure.publishable(value, min_cell_size=k)
+    view = value if view is None else disclosure.publishable(view, min_cell_size=k)
+    display(_Shown(key, value, caption, view))
 
 
 # --------------------------------------------------------------------------- running

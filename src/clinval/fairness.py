@@ -101,6 +101,7 @@ from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
 from clinval import intervals, performance
 from clinval.performance import OK, Estimate
+from clinval.disclosure import SUPPRESSED_RATE
 from clinval.privacy import DEFAULT_MIN_CELL_SIZE, determined_cells, suppressed_label, suppression_mask
 
 __all__ = [
@@ -466,7 +467,7 @@ class _Cells:
     constraints: np.ndarray  # published sums as linear equations (rows) over cells (columns)
 
 
-def _published_cells(groups: pd.DataFrame) -> _Cells:
+def _published_cells(groups: pd.DataFrame, weights: np.ndarray | None = None) -> _Cells:
     """The cells of one family for :func:`suppression_mask`, with its published sums.
 
     Cells are the intersection's non-empty interior cells, each component's marginal
@@ -476,7 +477,11 @@ def _published_cells(groups: pd.DataFrame) -> _Cells:
     up to the total. Index level ``L<j>`` names each cell's line in family ``j`` (slices
     of component ``j``, and the sum of component ``j - 1``'s marginals), so the lead's
     complementary suppression sees every published sum.
+
+    With ``weights`` (0/1 per patient, e.g. "died"), each cell counts the weighted
+    patients of the groups that hold patients: the events of every published group.
     """
+    w = np.ones(len(groups)) if weights is None else np.asarray(weights, dtype=float)
     names = list(groups.columns)
     k = len(names)
     levels = [_order(groups[c]) for c in names]
@@ -493,16 +498,16 @@ def _published_cells(groups: pd.DataFrame) -> _Cells:
         where.append(who)
 
     if k > 1:
-        interior = groups.astype(str).value_counts()
+        interior = groups.astype(str).assign(_w=w).groupby(names, sort=False)["_w"].sum().to_dict()
         name = INTERSECTION_SEPARATOR.join(names)
         for combo in product(*levels):
-            n = int(interior.get(combo, 0))
-            if n == 0:
+            if combo not in interior:
                 continue  # an absent combination is a known zero: it hides nothing
+            n = int(interior[combo])
             lines = [f"slice|{j}|{v}" for j, v in enumerate(combo)]
             add(lines, n, (name, INTERSECTION_SEPARATOR.join(combo)), {ln: 1.0 for ln in lines})
     for j, name in enumerate(names):
-        marginal = groups[name].astype(str).value_counts()
+        marginal = pd.Series(w, index=groups.index).groupby(groups[name].astype(str).to_numpy()).sum()
         for value in levels[j]:
             key = [f"solo|{j}|{value}"] * k
             signs = {f"sum|{j}": 1.0}
@@ -510,8 +515,8 @@ def _published_cells(groups: pd.DataFrame) -> _Cells:
                 key[j] = f"slice|{j}|{value}"
                 signs[key[j]] = -1.0
             key[(j + 1) % k] = f"sum|{j}"
-            add(key, int(marginal[value]), (name, value), signs)
-    add([f"sum|{(i - 1) % k}" for i in range(k)], len(groups), None, {f"sum|{j}": -1.0 for j in range(k)})
+            add(key, int(marginal.get(value, 0)), (name, value), signs)
+    add([f"sum|{(i - 1) % k}" for i in range(k)], int(w.sum()), None, {f"sum|{j}": -1.0 for j in range(k)})
 
     level_names = [f"L{i}" for i in range(k)]
     series = pd.Series(counts, index=pd.MultiIndex.from_tuples(keys, names=level_names), dtype=float)
@@ -522,20 +527,24 @@ def _published_cells(groups: pd.DataFrame) -> _Cells:
     return _Cells(counts=series, lines=[[lv] for lv in level_names], where=where, constraints=constraints)
 
 
-def _family_mask(groups: pd.DataFrame, min_cell_size: int) -> dict[tuple[str, str], bool]:
+def _family_mask(groups: pd.DataFrame, min_cell_size: int,
+                 weights: np.ndarray | None = None) -> dict[tuple[str, str], bool]:
     """Hidden (True) per (column, group) for one family in one period.
 
     :func:`clinval.privacy.suppression_mask` hides small cells and their complements
     line by line; a hidden cell can still be fixed by a combination of lines (e.g. two
     hidden blocks joined by one hidden cell), so while any hidden count is determined,
     the smallest visible cell on one of its lines is hidden too and the mask recomputed.
+
+    With ``weights`` the cells count weighted patients (events, patients flagged, ...) and
+    a zero is as telling as a small count ("nobody in this group died"): it is hidden too.
     """
-    cells = _published_cells(groups)
+    cells = _published_cells(groups, weights)
     total = len(cells.where) - 1
-    if len(groups) < min_cell_size:
-        return {w: True for w in cells.where if w is not None}
     values = cells.counts.to_numpy()
-    forced: set[int] = set()
+    if values[total] < min_cell_size:
+        return {w: True for w in cells.where if w is not None}
+    forced: set[int] = set(np.flatnonzero(values == 0)) if weights is not None else set()
     while True:
         probe = cells.counts.copy()
         for f in forced:
@@ -567,13 +576,16 @@ def _families(columns: Sequence[str]) -> list[list[str]]:
     return families
 
 
-def _suppression(groups: pd.DataFrame, min_cell_size: int) -> dict[tuple[str, str], bool]:
+def _suppression(groups: pd.DataFrame, min_cell_size: int,
+                 weights: np.ndarray | None = None) -> dict[tuple[str, str], bool]:
     """Hidden (True) per (column, group) for all group columns of one period, plus
-    ``("", "all patients")`` for the period total."""
-    hidden: dict[tuple[str, str], bool] = {("", OVERALL_GROUP): len(groups) < min_cell_size}
+    ``("", "all patients")`` for the period total. With ``weights`` (0/1 per patient) the
+    counts are of the weighted patients (e.g. events) and zeros are hidden too."""
+    total = len(groups) if weights is None else float(np.sum(weights))
+    hidden: dict[tuple[str, str], bool] = {("", OVERALL_GROUP): total < min_cell_size}
     for family in _families(groups.columns):
         if len(family) > 1:
-            hidden.update(_family_mask(groups[family[:-1]], min_cell_size))
+            hidden.update(_family_mask(groups[family[:-1]], min_cell_size, weights))
         elif INTERSECTION_SEPARATOR in family[0]:
             # an intersection without its component columns: rebuild them from the labels,
             # so its margins (published or derivable) are protected all the same
@@ -581,10 +593,37 @@ def _suppression(groups: pd.DataFrame, min_cell_size: int) -> dict[tuple[str, st
             parts = _components(column)
             split = groups[column].astype(str).str.split(INTERSECTION_SEPARATOR, regex=False, expand=True)
             frame = pd.DataFrame({p: split[i] for i, p in enumerate(parts)}, index=groups.index)
-            hidden.update({key: h for key, h in _family_mask(frame, min_cell_size).items() if key[0] == column})
+            hidden.update({key: h for key, h in _family_mask(frame, min_cell_size, weights).items() if key[0] == column})
         else:
-            hidden.update(_family_mask(groups[family], min_cell_size))
+            hidden.update(_family_mask(groups[family], min_cell_size, weights))
     return hidden
+
+
+_OUTCOME_CELLS = {
+    # which patients each metric's published value counts, as (cell, cell): a rate and its complement
+    "prevalence": ("events", "non_events"),
+    "auroc": ("events", "non_events"),
+    "observed_expected": ("events", "non_events"),
+    "calibration_slope": ("events", "non_events"),
+    "sensitivity": ("true_positives", "false_negatives"),
+    "false_positive_rate": ("false_positives", "true_negatives"),
+    "ppv": ("true_positives", "false_positives"),
+    "selection_rate": ("selected", "not_selected"),
+}
+"""A metric of a group is published only when every cell it is computed from holds at
+least ``min_cell_size`` patients (prevalence 0.09 of 23 patients is 2 deaths)."""
+
+
+def _outcome_suppression(groups: pd.DataFrame, y: np.ndarray, decision: np.ndarray,
+                         min_cell_size: int) -> dict[str, dict[tuple[str, str], bool]]:
+    """Hidden (True) per cell kind and (column, group), jointly over every table published
+    together, so that no hidden count of events (or patients flagged, ...) follows from the
+    period's totals or the other groups' rates."""
+    events, non_events = y == 1, y == 0  # NaN (label not yet known) is neither
+    cells = {"events": events, "non_events": non_events, "true_positives": events & decision,
+             "false_negatives": events & ~decision, "false_positives": non_events & decision,
+             "true_negatives": non_events & ~decision, "selected": decision, "not_selected": ~decision}
+    return {kind: _suppression(groups, min_cell_size, mask.astype(float)) for kind, mask in cells.items()}
 
 
 def group_counts(groups: pd.DataFrame, *, min_cell_size: int = DEFAULT_MIN_CELL_SIZE) -> pd.DataFrame:
@@ -791,8 +830,9 @@ class _GroupResult:
 
 
 def _analyse(frame: pd.DataFrame, *, attribute: str, settings: FairnessSettings,
-             hidden: Mapping[tuple[str, str], bool], reference: str | None,
-             period: str | None) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
+             hidden: Mapping[tuple[str, str], bool], reference: str | None, period: str | None,
+             outcome_hidden: Mapping[str, Mapping[tuple[str, str], bool]] | None = None,
+             ) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
     """Group table, disparity table and notes for one attribute in one period."""
     data = _inputs(frame, attribute, settings)
     where = _where(period)
@@ -814,19 +854,24 @@ def _analyse(frame: pd.DataFrame, *, attribute: str, settings: FairnessSettings,
         sel = np.ones(data.y.size, dtype=bool) if is_overall else (data.groups == g).to_numpy()
         res.counts = _rate_counts(data.y[sel], data.decision[sel])
         labelled = data.y[sel][~np.isnan(data.y[sel])]
+        key = ("", OVERALL_GROUP) if is_overall else (attribute, g)
         for m in METRICS:
             est: Estimate = estimates[g][m]
             status, value, lower, upper = est.status, est.value, est.lower, est.upper
+            small = outcome_hidden is not None and any(outcome_hidden[c].get(key, True) for c in _OUTCOME_CELLS[m])
             if m in _LABEL_METRICS and not data.labels_available:
                 status = LABELS_NOT_AVAILABLE
             elif m in _LABEL_METRICS and labelled.size == 0:
                 status = _ERR_NO_LABELS_GROUP
+            elif small:
+                status = SUPPRESSED_RATE.format(k=settings.min_cell_size)
             if status != OK:
                 value = lower = upper = math.nan
             res.value[m], res.status[m], res.interval[m] = value, status, (lower, upper)
             rows.append({"attribute": attribute, "group": g, "n": res.n, "suppressed": False, "metric": m,
                          "value": value, "lower": lower, "upper": upper, "status": status})
-        if not is_overall and labelled.size and labelled.min() == labelled.max():
+        outcomes_shown = outcome_hidden is None or not any(outcome_hidden[c].get(key, True) for c in ("events", "non_events"))
+        if outcomes_shown and not is_overall and labelled.size and labelled.min() == labelled.max():
             what = "no events" if labelled.max() == 0 else "only events (no non-events)"
             lost = [METRIC_LABELS[m] for m in METRICS if m in _LABEL_METRICS and math.isnan(res.value[m])]
             notes.append({"attribute": attribute, "note": _capitalise(_NOTE_ONE_CLASS.format(
@@ -1065,7 +1110,11 @@ def _single(log: pd.DataFrame, attribute: str, settings: FairnessSettings) -> tu
     elif reference not in counts.index:
         raise ValueError(_ERR_REFERENCE_GROUP.format(group=reference, attribute=attribute, groups=_order(groups[attribute])))
     work = frame[list(_COLUMNS)].assign(**{attribute: groups[attribute]})
-    table, disp, _ = _analyse(work, attribute=attribute, settings=settings, hidden=hidden, reference=reference, period=None)
+    y = pd.to_numeric(frame["label"], errors="coerce").astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    outcome_hidden = _outcome_suppression(groups, y, frame["predicted_risk"].to_numpy(dtype=float) >= settings.threshold,
+                                          settings.min_cell_size)
+    table, disp, _ = _analyse(work, attribute=attribute, settings=settings, hidden=hidden, reference=reference, period=None,
+                              outcome_hidden=outcome_hidden)
     return table, disp
 
 
@@ -1204,12 +1253,15 @@ def audit_over_time(log: pd.DataFrame, *, attributes: Sequence[str], bands: Mapp
         part_groups = groups.loc[rows]
         part = frame.loc[rows, list(_COLUMNS)]
         hidden = _suppression(part_groups, settings.min_cell_size)
+        y_part = pd.to_numeric(part["label"], errors="coerce").astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+        outcome_hidden = _outcome_suppression(part_groups, y_part, part["predicted_risk"].to_numpy(dtype=float) >= settings.threshold,
+                                              settings.min_cell_size)
         if part["label"].isna().all():
             notes.append({"period": period, "attribute": None, "note": _NOTE_NO_LABELS.format(where=_where(period))})
         for c in columns:
             work = part.assign(**{c: part_groups[c]})
             table, disp, more = _analyse(work, attribute=c, settings=settings, hidden=hidden,
-                                         reference=references[c], period=period)
+                                         reference=references[c], period=period, outcome_hidden=outcome_hidden)
             group_tables.append(table.assign(period=period))
             disparity_tables.append(disp.assign(period=period))
             notes += [{"period": period, **n} for n in more]
