@@ -315,6 +315,43 @@ class FairnessAudit:
         d = self.disparities
         return d[(d["period"] == period) & (d["attribute"] == attribute)].drop(columns="period").reset_index(drop=True)
 
+    def gap_table(self) -> pd.DataFrame:
+        """The gaps that can be flagged, for people: one row per period, group and flaggable
+        metric (a ratio for observed/expected, a difference otherwise), flagged rows first.
+
+        Columns: ``period, group, compared with, metric, gap, verdict, flagged``."""
+        from clinval.evidence import format_interval, format_number
+
+        d = self.disparities
+        wanted = d["metric"].isin(self.settings.flag_metrics) & (
+            d["measure"] == np.where(d["metric"] == "observed_expected", RATIO, DIFFERENCE))
+        rows = []
+        for r in d[wanted].itertuples(index=False):
+            if r.status != OK:
+                gap = "—"
+                verdict = "not shown: too few patients (suppressed)" if "suppressed" in str(r.status) else "not computed"
+            else:
+                gap = format_interval(r.value, r.lower, r.upper, confidence=self.settings.confidence)
+                if r.measure == RATIO:
+                    gap = f"{gap.split(' ', 1)[0]} times{(' ' + gap.split(' ', 1)[1]) if ' ' in gap else ''}"
+                elif r.value > 0:
+                    gap = "+" + gap
+                verdict = "flagged" if r.flagged else (
+                    "too uncertain to judge" if _too_wide(r.measure, r.metric, r.lower, r.upper, self.settings)
+                    else "within tolerance")
+            rows.append({"period": r.period, "group": _describe(r.attribute, r.group),
+                         "compared with": _describe(r.attribute, r.reference_group) if r.reference_group else "—",
+                         "metric": METRIC_LABELS[r.metric], "gap": gap, "verdict": verdict, "flagged": bool(r.flagged)})
+        table = pd.DataFrame(rows, columns=["period", "group", "compared with", "metric", "gap", "verdict", "flagged"])
+        return table.sort_values("flagged", ascending=False, kind="stable").reset_index(drop=True)
+
+    def flagged_attribute(self) -> str:
+        """The group column with the most flagged gaps (the intersection when none is flagged)."""
+        counts = pd.Series([f.attribute for f in self.flagged]).value_counts()
+        if len(counts):
+            return str(counts.index[0])
+        return next((a for a in self.attributes if INTERSECTION_SEPARATOR in a), self.attributes[-1])
+
 
 # ---------------------------------------------------------------------------- groups
 
@@ -805,7 +842,10 @@ def _largest(counts: Mapping[str, int], order: Sequence[str]) -> str | None:
 
 
 def _describe(attribute: str, group: str) -> str:
-    """How a group is named in a sentence: ``sex f``, ``age band 55-64``."""
+    """How a group is named in a sentence: ``sex f``, ``age band 55-64``, ``sex m and age band 35-54``."""
+    if INTERSECTION_SEPARATOR in attribute and group.count(INTERSECTION_SEPARATOR) == attribute.count(INTERSECTION_SEPARATOR):
+        return " and ".join(f"{a.replace('_', ' ')} {g}" for a, g in
+                            zip(attribute.split(INTERSECTION_SEPARATOR), group.split(INTERSECTION_SEPARATOR)))
     return f"{attribute.replace('_', ' ')} {group}"
 
 

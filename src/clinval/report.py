@@ -98,7 +98,12 @@ table.clinval caption { text-align: left; font-weight: 600; padding: 4px 0; }
 .alert, .bad, .fail { color: #a40000; font-weight: 600; } .ok, .pass { color: #0a6b2d; font-weight: 600; }
 .banner { border: 2px solid; padding: .6em 1em; margin: 1em 0; }
 .banner.bad { border-color: #a40000; background: #fdecea; } .banner.ok { border-color: #0a6b2d; background: #edf7ed; }
-img.dashboard { max-width: 100%; } table.trace { table-layout: fixed; }
+img.dashboard { max-width: 100%; height: auto; } table.trace { table-layout: fixed; }
+td.digest code { display: inline-block; max-width: 16em; }
+.verdict { border: 1px solid #c9d3dd; border-left: 5px solid #0b57a4; background: #f5f8fb; padding: .5em 1em; margin: 1em 0; }
+.verdict.attention { border-left-color: #b3261e; background: #fdf5f4; }
+.verdict p { margin: .3em 0; }
+@media (max-width: 600px) { body { margin: .5em auto; } table { display: block; overflow-x: auto; } }
 footer { margin-top: 3em; color: #666; font-size: 12px; }
 .signoff h1 { font-size: 18px; } .wet td { height: 2.6em; }
 @media print { body { margin: 0; max-width: none; } a { color: inherit; text-decoration: none; }
@@ -113,6 +118,7 @@ def _esc(value: Any) -> str:
 def _page(title: str, body: Iterable[str]) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_esc(title)}</title><style>{_STYLE}</style></head><body>"
         + "".join(body)
         + f"<footer>Made by clinval {_esc(__version__)}.</footer></body></html>\n"
@@ -179,12 +185,28 @@ class AlertCounts:
     open: int
     invalid: tuple[str, ...] = ()
 
+    def verdict(self) -> str:
+        """The overall verdict and the next step, as HTML (code in ``<code>``)."""
+        from clinval.evidence import plural
+
+        total = sum(n for _, n in self.by_record)
+        if self.open:
+            verb = "awaits" if self.open == 1 else "await"
+            return (f"{plural(self.open, 'alert')} {verb} a decision. Next step: <code>clinval review list</code>, "
+                    "then <code>clinval review approve</code> or <code>clinval review reject</code> for each.")
+        if total:
+            return (f"Every alert is decided ({self.approved} approved, {self.rejected} rejected). Next step: "
+                    "<code>make run</code> builds and revalidates a candidate for each approved alert.")
+        return "No record raised an alert: nothing awaits a decision."
+
     def sentence(self) -> str:
         """One line for a person."""
         total = sum(n for _, n in self.by_record)
         if not total:
             return "No alerts in any record."
-        per_record = ", ".join(f"{n} in {name}" for name, n in self.by_record if n)
+        from clinval.evidence import human_label
+
+        per_record = ", ".join(f"{n} in {human_label(name)}" for name, n in self.by_record if n)
         line = (f"Alerts: {per_record} ({total} in all); decided {self.approved + self.rejected} "
                 f"({self.approved} approved, {self.rejected} rejected), open {self.open}.")
         if self.invalid:
@@ -337,27 +359,46 @@ def write_index(
         raise FileNotFoundError(MSG_NO_RECORDS.format(reports=reports_dir))
     approvals = read_approvals(approvals_dir) if approvals_dir is not None else []
     counts = alert_counts(records, approvals=approvals)
+    from clinval.evidence import human_label, plural
+
     rows = []
+    studies = sorted({(r.get("study") or {}).get("name") or "" for r in records} - {""})
+    data = sorted({(r.get("study") or {}).get("data_sha256") or "" for r in records} - {""})
     for r in records:
         alerts = r.get("alerts") or []
-        alert_text = f'<span class="alert">{len(alerts)} alert(s)</span>' if alerts else "no alerts"
-        link = f'<a href="{_esc(r["_html"])}">{_esc(r.get("title", r["record"]))}</a>' if r["_html"] else _esc(r["record"])
+        alert_text = f'<span class="alert">{plural(len(alerts), "alert")}</span>' if alerts else "no alerts"
+        title = human_label(r.get("title", r["record"]))
+        link = f'<a href="{_esc(r["_html"])}">{_esc(title)}</a>' if r["_html"] else _esc(title)
         rows.append(
             "<tr>"
             f"<td>{link}</td>"
             f"<td>{_esc(r.get('status', ''))}</td>"
             f"<td>{alert_text}</td>"
-            f"<td><code>html {r['_html_sha256'] or '—'}</code><br><code>json {r['_json_sha256']}</code></td>"
+            f"<td class=\"digest\"><code>html {r['_html_sha256'] or '—'}</code><br><code>json {r['_json_sha256']}</code></td>"
             "</tr>"
         )
     alert_class = "alert" if counts.open or counts.invalid else ""
+    if len(studies) > 1 or len(data) > 1:
+        study_line = ('<p class="bad">These records come from different studies or data ('
+                      + _esc("; ".join(studies + [d[:12] for d in data])) + "): the run is mixed. Run <code>make run</code> "
+                      "again before relying on them.</p>")
+    else:
+        study_line = (f"<p>Study: {_esc(studies[0])}" + (f" (data SHA-256 <code>{_esc(data[0][:12])}</code>)" if data else "")
+                      + ".</p>") if studies else ""
+    verdict_class = "verdict attention" if counts.open or counts.invalid or len(studies) > 1 or len(data) > 1 else "verdict"
+    links = " · ".join([f'<a href="{_esc(r["_html"])}">{_esc(human_label(r.get("title", r["record"])))}</a>'
+                        for r in records if r["_html"]]
+                       + ['<a href="pccp_report.html">PCCP report</a> and its <a href="pccp_report.html#signoff">sign-off '
+                          "page</a> (written by <code>clinval report pccp</code>)"])
     return atomic_write_text(out, _page("clinval evidence index", [
         "<h1>clinval evidence index</h1>",
+        f'<section class="{verdict_class}">{study_line}<p><strong>{counts.verdict()}</strong></p>'
+        f"<p>Records: {links}.</p></section>",
         "<p class=\"lead\">Each record is a self-contained HTML page showing aggregates only; "
         "its JSON twin holds every number it shows. Digests are SHA-256. Who ran and signed what, and when, "
         "is in the audit ledger (<code>clinval audit show</code>, <code>clinval report pccp</code>).</p>",
         f'<p class="{alert_class}">{_esc(counts.sentence())}</p>',
-        "<table><thead><tr><th>record</th><th>status</th><th>alerts</th><th>digests</th></tr></thead>",
+        "<table><thead><tr><th>Record</th><th>Status</th><th>Alerts</th><th>Digests (SHA-256)</th></tr></thead>",
         f"<tbody>{''.join(rows)}</tbody></table>",
         "<h2>Monitored performance</h2>",
         "<p class=\"lead\">How well the locked model ranked and calibrated risk in each period: AUROC "
@@ -930,9 +971,10 @@ def _signoff(trail: _Trail, keys: Sequence[RegisteredKey]) -> str:
     section = signoff_section(trail.entries, keys=keys, verification=trail.verification, title=SIGNOFF_TITLE)
     wet = "".join("<tr><td></td><td></td><td></td><td></td></tr>" for _ in range(3))
     return (
-        '<section class="page signoff">' + section
+        '<section class="page signoff" id="signoff">' + section
         + "<h2>Signatures on paper</h2><p class=\"lead\">For a reviewer who signs this printed report; the electronic "
           "signatures above are the binding record.</p>"
           "<table class=\"wet\"><tr><th>Printed name</th><th>Signature</th><th>Date (UTC)</th>"
           f"<th>Meaning (reviewed, approved)</th></tr>{wet}</table></section>"
     )
+
