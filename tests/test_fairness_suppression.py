@@ -195,7 +195,7 @@ def test_disparities_of_hidden_groups_are_not_computed_and_say_why(small_cells):
     rows = disp[disp["group"] == "f × 55-64"]
     assert len(rows) > 0
     assert rows["value"].isna().all() and not rows["flagged"].any()
-    assert rows["status"].str.startswith("not computed: sex × age band f × 55-64 is suppressed").all()
+    assert rows["status"].str.startswith("not computed: sex f and age band 55-64 is suppressed").all()
     assert rows["sentence"].str.contains("was not computed").all()
 
 

@@ -34,3 +34,14 @@ def test_the_scan_finds_what_issue_12_found(tmp_path):
     assert any("calibration bin" in w for w in found)
     assert "no events" in found and "1 events" in found
     assert not any("n = 400" in w for w in found)
+
+
+@pytest.mark.skipif(not (REPORTS / "index.html").exists(), reason="no records yet: run `make run` first")
+def test_executed_notebooks_print_nothing():
+    """A warning in a record distracts a reviewer (and its path differs between machines)."""
+    import json
+
+    for path in sorted(REPORTS.glob("[0-9][0-9]_*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        streams = [o["text"] for c in cells for o in c.get("outputs", []) if o.get("output_type") == "stream"]
+        assert not streams, f"{path.name} printed: {''.join(map(''.join, streams))[:300]}"

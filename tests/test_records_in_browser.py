@@ -50,6 +50,8 @@ def test_pages_fit_the_screen_and_stay_offline(browser, width):
     problems = []
     for name in _pages():
         page = browser.open(REPORTS / name, width=width)
+        if page.width != width:  # without a viewport meta a phone lays the page out 980 px wide and shrinks it
+            problems.append(f"{name} at {width} px: laid out {page.width} px wide (no viewport meta?)")
         if page.scroll_width > page.width:
             problems.append(f"{name} at {width} px: the page is {page.scroll_width} px wide (scrolls sideways)")
         if page.remote_requests:

@@ -262,8 +262,10 @@ def calibration_by_group(log: pd.DataFrame, *, attribute: str, n_bins: int = 5,
             continue
         colour = PALETTE[drawn % len(PALETTE)]
         drawn += 1
-        ax.errorbar(curve["mean_predicted"], curve["observed"],
-                    yerr=[curve["observed"] - curve["lower"], curve["upper"] - curve["observed"]],
+        observed = curve["observed"].to_numpy(dtype=float)
+        ax.errorbar(curve["mean_predicted"].to_numpy(dtype=float), observed,
+                    yerr=np.vstack([observed - curve["lower"].to_numpy(dtype=float),
+                                    curve["upper"].to_numpy(dtype=float) - observed]),
                     fmt="-o", ms=3.5, lw=1, capsize=2, color=colour, label=g)
         top = max(top, float(curve["upper"].max()), float(curve["mean_predicted"].max()))
     top = min(1.0, top * 1.05) if top > 0 else 1.0
