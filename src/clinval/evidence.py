@@ -116,6 +116,12 @@ def human_label(name: Any) -> str:
     return words[:1].upper() + words[1:]
 
 
+def _header(column: str) -> str:
+    """A table header: its human label, capitalised (``n`` stays ``n``)."""
+    text = human_label(column)
+    return text if text in ("n", "") or not text[0].islower() else text[0].upper() + text[1:]
+
+
 def plural(n: int, noun: str, plural_noun: str | None = None) -> str:
     """``plural(1, "alert")`` -> ``"1 alert"``; ``plural(3, "alert")`` -> ``"3 alerts"``."""
     return f"{n} {noun if n == 1 else (plural_noun or noun + 's')}"
@@ -179,7 +185,7 @@ def html_table(frame: pd.DataFrame, *, caption: str | None = None) -> str:
     """A compact HTML table for a record (no index, fixed number formatting)."""
     frame = _visible_index(frame)
     columns = [str(c) for c in frame.columns]
-    head = "".join(f"<th>{html.escape(human_label(c))}</th>" for c in columns)
+    head = "".join(f"<th>{html.escape(_header(c))}</th>" for c in columns)
     rows = []
     flag = columns.index("flagged") if "flagged" in columns else None
     for row in frame.itertuples(index=False):

@@ -103,7 +103,8 @@ td.digest code { display: inline-block; max-width: 16em; }
 .verdict { border: 1px solid #c9d3dd; border-left: 5px solid #0b57a4; background: #f5f8fb; padding: .5em 1em; margin: 1em 0; }
 .verdict.attention { border-left-color: #b3261e; background: #fdf5f4; }
 .verdict p { margin: .3em 0; }
-@media (max-width: 600px) { body { margin: .5em auto; } table { display: block; overflow-x: auto; } }
+@media (max-width: 600px) { body { margin: .5em auto; } table { display: block; overflow-x: auto; }
+  p, li, h1, h2, h3 { overflow-wrap: anywhere; } }
 footer { margin-top: 3em; color: #666; font-size: 12px; }
 .signoff h1 { font-size: 18px; } .wet td { height: 2.6em; }
 @media print { body { margin: 0; max-width: none; } a { color: inherit; text-decoration: none; }
@@ -603,7 +604,7 @@ def _plan_problems(records: Sequence[Mapping[str, Any]], plan_sha256: str | None
 def _banners(verification: VerifyResult, problems: Sequence[str]) -> str:
     """The ledger verification (green or red), then any other problem with the inputs (red)."""
     if verification.ok:
-        text = MSG_LEDGER_OK.format(result=verification) + (" Nothing has been recorded or signed yet."
+        text = MSG_LEDGER_OK.format(result=str(verification).rstrip(".") + ".") + (" Nothing has been recorded or signed yet."
                                                              if verification.size == 0 else "")
         if verification.checkpoint is not None:
             text += f" It extends its signed checkpoint of {verification.checkpoint.size} entries."
@@ -633,15 +634,20 @@ def _overview(plan: ChangeControlPlan, records, trail: _Trail, plan_file, plan_s
     promoted = [c for c, _ in candidates if trail.latest(["model_version"], candidate_id=c["id"])]
     decided = [a for a in alerts if a["id"] in trail.gate.decisions]
     passing = [c for c, _ in candidates if not _criteria_failed(c)]
-    summary = (f"Plan version {plan.version}. The evidence records raised {len(alerts)} alert(s), of which "
-               f"{len(decided)} have a signed decision in the verified ledger; the ledger records {len(candidates)} "
-               f"candidate model(s) built under the plan, {len(passing)} met every acceptance criterion and "
-               f"{len(promoted)} were promoted.")
+    from clinval.evidence import human_label, plural
+
+    summary = (f"Plan version {plan.version}. The evidence records raised {plural(len(alerts), 'alert')}, of which "
+               f"{len(decided)} {'has' if len(decided) == 1 else 'have'} a signed decision in the verified ledger; "
+               f"the ledger records {plural(len(candidates), 'candidate model')} built under the plan, "
+               f"{len(passing)} met every acceptance criterion and {len(promoted)} "
+               f"{'was' if len(promoted) == 1 else 'were'} promoted.")
+    links = " · ".join(f'<a href="{_esc(r["_html"])}">{_esc(human_label(r.get("title", r["record"])))}</a>'
+                       for r in records if r["_html"])
     v = trail.verification
     inputs = pd.DataFrame(
         [("change control plan", str(plan_file or "not given"), plan_sha256 or "—")]
-        + [(r.get("title", r["record"]), r["_json"], r["_json_sha256"]) for r in records]
-        + [(r.get("title", r["record"]), r["_html"], r["_html_sha256"]) for r in records if r["_html"]]
+        + [(human_label(r.get("title", r["record"])), r["_json"], r["_json_sha256"]) for r in records]
+        + [(human_label(r.get("title", r["record"])), r["_html"], r["_html_sha256"]) for r in records if r["_html"]]
         + [("audit ledger", f"{v.size} entries, head", v.head or "none"),
            ("audit ledger", "genesis key", v.genesis_key or "none")],
         columns=["input", "file", "sha256"])
@@ -654,6 +660,8 @@ def _overview(plan: ChangeControlPlan, records, trail: _Trail, plan_file, plan_s
         "Overview", "This page reports, from the evidence records and the audit ledger, how the model was "
         "monitored and changed under its predetermined change control plan.",
         _para(summary if records else "No evidence records were found: run the pipeline (`dvc repro`) first."),
+        f"<p>Evidence records: {links}; the <a href=\"index.html\">index</a> and the "
+        "<a href=\"#signoff\">sign-off page</a>.</p>" if links else "",
         pin,
         html_table(inputs, caption="Inputs of this report"),
     )
@@ -669,8 +677,11 @@ def _description_of_modifications(plan: ChangeControlPlan, records, trail: _Trai
     leads_to: dict[str, list[str]] = {}
     for trigger in plan.triggers.values():
         leads_to.setdefault(trigger.modification or "", []).append(trigger.name)
+    from clinval.evidence import human_label
+
     allowed = pd.DataFrame(
-        [(m.name, m.description, m.approval, ", ".join(leads_to.get(m.name, [])) or "none")
+        [(human_label(m.name), m.description, m.approval,
+          ", ".join(map(human_label, leads_to.get(m.name, []))) or "none")
          for m in plan.modifications.values()],
         columns=["modification", "what changes", "approval", "triggered by"])
     locked = pd.DataFrame([("features", ", ".join(plan.locked_features)), ("model family", plan.locked_model_family),
@@ -750,9 +761,11 @@ def _data_management(plan: ChangeControlPlan, trail: _Trail) -> str:
 def _retraining(plan: ChangeControlPlan, records, trail: _Trail, approvals: Sequence[Approval]) -> str:
     from clinval.review import check_approval
 
-    triggers = pd.DataFrame([(t.name, t.source, t.description, t.modification or "review only")
+    from clinval.evidence import human_label
+
+    triggers = pd.DataFrame([(human_label(t.name), t.source, t.description, human_label(t.modification or "review only"))
                              for t in plan.triggers.values()], columns=["trigger", "source", "fires when", "leads to"])
-    alerts = [(a["id"], a.get("record"), a.get("period"), a.get("summary"), a.get("modification") or "review only",
+    alerts = [(a["id"], human_label(a.get("record") or ""), a.get("period"), a.get("summary"), a.get("modification") or "review only",
                "; ".join(trail.signature_text(d) for d in trail.decisions(a["id"])) or "OPEN: no signed decision")
               for a in _alerts(records)]
     notes = []
@@ -776,12 +789,43 @@ def _retraining(plan: ChangeControlPlan, records, trail: _Trail, approvals: Sequ
         level=3)
 
 
+_CRITERION_NAMES = {"auroc_noninferiority": "AUROC non-inferiority", "calibration_slope": "Calibration slope",
+                    "observed_expected": "Observed/expected", "subgroup_auroc": "Subgroup AUROC"}
+
+
+def _criterion_text(name: str, rule: Mapping[str, Any] | None) -> str | None:
+    """An acceptance criterion of the plan in words (None: say it as the plan does)."""
+    if not isinstance(rule, Mapping):
+        return None
+    try:
+        if name == "auroc_noninferiority":
+            return (f"the lower 95% bound of AUROC(candidate) − AUROC(locked) lies above −{float(rule['margin']):g} "
+                    "(paired DeLong)")
+        if name == "calibration_slope":
+            low, high = rule["bounds"]
+            return f"the slope lies between {float(low):g} and {float(high):g} and its 95% CI includes 1"
+        if name == "observed_expected":
+            return f"the 95% CI of observed/expected includes {float(rule['includes']):g}"
+        if name == "subgroup_auroc":
+            waive = rule.get("waive_not_estimable")
+            return (f"in no sensitive group is the candidate's AUROC worse than the locked model's beyond "
+                    f"{float(rule['margin']):g} (upper 95% bound of the paired difference); a group too small to "
+                    + ("judge is waived as the plan says" if waive else "judge fails the criterion"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None
+
+
 def _performance_evaluation(plan: ChangeControlPlan, trail: _Trail) -> str:
     from clinval.pccp import plan_summary
 
     summary = plan_summary(plan)
     criteria = summary[summary["section"] == "acceptance criterion"][["item", "plan"]].rename(
         columns={"item": "criterion", "plan": "requirement (from the plan)"})
+    criteria = criteria.assign(**{"requirement (from the plan)": [
+        _criterion_text(name, plan.criteria.get(name)) or text
+        for name, text in zip(criteria["criterion"], criteria["requirement (from the plan)"])]})
+    criteria["criterion"] = criteria["criterion"].map(_CRITERION_NAMES.get).fillna(criteria["criterion"])
     results = [html_table(pd.DataFrame(c.get("criteria") or [], columns=["criterion", "requirement", "result", "passed"]),
                           caption=f"{c['id']}: {'REJECT' if _criteria_failed(c) else 'PROMOTE'} "
                                   f"(ledger {trail.seq_text(entry)})") for c, entry in trail.candidates()]
