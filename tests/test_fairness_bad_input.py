@@ -12,6 +12,8 @@ from clinval import fairness
 from clinval.fairness import OVERALL_GROUP, UNKNOWN, FairnessSettings
 
 SETTINGS = FairnessSettings(threshold=0.3, tolerance_difference=0.1, tolerance_ratio=0.8)
+UNSUPPRESSED = FairnessSettings(threshold=0.3, tolerance_difference=0.1, tolerance_ratio=0.8, min_cell_size=1)
+"""The statistics of a small group, not their publication (which min_cell_size governs)."""
 BANDS = {"age": [35, 50, 60, 70]}
 
 
@@ -71,10 +73,28 @@ def test_largest_group_unknown_is_not_the_reference():
     assert set(table["reference_group"]) == {"m"}
 
 
-def test_group_with_one_outcome_class_gets_statuses_and_a_note():
+def test_group_with_one_outcome_class_publishes_no_outcome_metric():
+    """Issue 12: "sex f has no events" told every reader that no woman died. A group whose
+    events (or non-events) are fewer than min_cell_size, zero included, shows no metric
+    computed from them, and no note or status says how many there were."""
     log = make_log(600, seed=3)
     log.loc[log["sex"] == "f", "label"] = 0  # no deaths among women
     result = audit(log)
+    table = result.group_table(period="1990", attribute="sex")
+    women = table[table["group"] == "f"].set_index("metric")
+    for metric in ["prevalence", "auroc", "sensitivity", "calibration_slope", "observed_expected"]:
+        assert women.loc[metric, "status"].startswith("suppressed"), metric
+        assert np.isnan(women.loc[metric, "value"])
+    men = table[table["group"] == "m"].set_index("metric")  # men's events = all events: recoverable, so hidden too
+    assert men.loc["prevalence", "status"].startswith("suppressed")
+    text = " ".join(result.notes["note"]) + " ".join(result.disparities["sentence"]) + " ".join(result.groups["status"])
+    assert "no events" not in text and "one outcome class" not in text
+
+
+def test_group_with_one_outcome_class_gets_statuses_and_a_note_without_suppression():
+    log = make_log(600, seed=3)
+    log.loc[log["sex"] == "f", "label"] = 0  # no deaths among women
+    result = audit(log, settings=UNSUPPRESSED)
     table = result.group_table(period="1990", attribute="sex")
     women = table[table["group"] == "f"].set_index("metric")
     assert women.loc["sensitivity", "status"].startswith("insufficient data: no events")
@@ -95,7 +115,7 @@ def test_group_with_one_outcome_class_gets_statuses_and_a_note():
 def test_group_with_only_events():
     log = make_log(600, seed=4)
     log.loc[log["sex"] == "f", "label"] = 1
-    table = fairness.group_metrics(log, attribute="sex", settings=SETTINGS)
+    table = fairness.group_metrics(log, attribute="sex", settings=UNSUPPRESSED)
     women = table[table["group"] == "f"].set_index("metric")
     assert women.loc["false_positive_rate", "status"].startswith("insufficient data: no non-events")
     assert women.loc["sensitivity", "status"] == "ok"
@@ -106,7 +126,9 @@ def test_few_events_give_a_wide_interval_never_a_point():
     women = log["sex"] == "f"
     log.loc[women, "label"] = 0
     log.loc[log.index[women][:2], "label"] = 1
-    table = fairness.group_metrics(log, attribute="sex", settings=SETTINGS)
+    published = fairness.group_metrics(log, attribute="sex", settings=SETTINGS)
+    assert published[(published["group"] == "f") & (published["metric"] == "sensitivity")]["value"].isna().all()
+    table = fairness.group_metrics(log, attribute="sex", settings=UNSUPPRESSED)
     row = table[(table["group"] == "f") & (table["metric"] == "sensitivity")].iloc[0]
     caught = int(((log.loc[women, "predicted_risk"] >= SETTINGS.threshold) & (log.loc[women, "label"] == 1)).sum())
     assert row["value"] == caught / 2 and row["status"] == "ok"

@@ -195,7 +195,7 @@ def test_disparities_of_hidden_groups_are_not_computed_and_say_why(small_cells):
     rows = disp[disp["group"] == "f × 55-64"]
     assert len(rows) > 0
     assert rows["value"].isna().all() and not rows["flagged"].any()
-    assert rows["status"].str.startswith("not computed: sex × age band f × 55-64 is suppressed").all()
+    assert rows["status"].str.startswith("not computed: sex f and age band 55-64 is suppressed").all()
     assert rows["sentence"].str.contains("was not computed").all()
 
 
@@ -205,3 +205,57 @@ def test_tiny_period_hides_everything_but_does_not_fail():
     assert audit.groups["suppressed"].all()
     assert (audit.groups["n"] == "<11").all()
     assert not audit.disparities["flagged"].any()
+
+
+# ---------------------------------------------------------------------------- counts behind rates
+
+
+def _derived(record: dict, metric: str) -> dict[tuple[str, str], int | str]:
+    """(attribute, group) -> the count a reader recovers as rate × n, or "<11" where the rate is hidden."""
+    out = {}
+    for row in record["groups"]:
+        if row["metric"] != metric:
+            continue
+        key = (row["attribute"], row["group"])
+        out[key] = "<11" if row["value"] is None or isinstance(row["n"], str) else round(row["value"] * row["n"])
+    return out
+
+
+def _true_by_group(log: pd.DataFrame, mask: pd.Series) -> dict[tuple[str, str], tuple[int, int]]:
+    """(attribute, group) -> (patients counted by mask, patients in the group)."""
+    groups = fairness.sensitive_frame(log, attributes=["sex", "age"], bands={"age": EDGES})
+    out = {}
+    for column in groups.columns:
+        for g, part in mask.groupby(groups[column].astype(str)):
+            out[(column, g)] = (int(part.sum()), int(part.size))
+    return out
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tables(max_rows=3))
+def test_no_hidden_event_count_can_be_recovered_from_rates_and_n(table):
+    """Issue 12: prevalence 0.09 of n = 23 is 2 deaths. Every count a rate and its n reveal
+    (events, and patients flagged at the threshold) is at least min_cell_size, zero
+    included, and no hidden one follows from the period total and the shown groups."""
+    log = log_from_table(table)
+    audit = fairness.audit_over_time(log, attributes=["sex", "age"], bands={"age": EDGES}, settings=SETTINGS)
+    record = json.loads(json.dumps(fairness.to_json(audit), allow_nan=False))
+    flagged = log["predicted_risk"] >= SETTINGS.threshold
+    for metric, mask in (("prevalence", log["label"] == 1), ("selection_rate", flagged)):
+        shown = _derived(record, metric)
+        for key, (count, size) in _true_by_group(log, mask).items():
+            if key in shown and (count < SMALL or size - count < SMALL):
+                assert shown[key] == "<11", (metric, key, count, size)
+        assert recoverable(shown) == [], (metric, table.tolist(), shown)
+
+
+def test_no_sentence_or_status_names_a_small_count_or_no_events():
+    table = np.array([[120, 80, 25, 60], [150, 90, 70, 14]])
+    log = log_from_table(table, seed=5)
+    log.loc[(log["sex"] == "m") & (log["age"] == 67), "label"] = 0  # nobody in one group died
+    audit = fairness.audit_over_time(log, attributes=["sex", "age"], bands={"age": EDGES}, settings=SETTINGS)
+    text = json.dumps(fairness.to_json(audit))
+    import re
+
+    assert not re.search(r"(?<![\d.])([0-9]|10) (events|non-events)", text)
+    assert "no events" not in text and "one outcome class" not in text

@@ -91,6 +91,19 @@ def test_records_hold_aggregates_only_and_no_small_cells(clone):
         assert not small, f"{path.name} shows counts below {k}: {small[:5]}"
 
 
+def test_no_record_shows_or_reveals_a_small_count(clone):
+    """Issue 12: HTML, JSON twin and executed notebook alike: no count of 1 to 10, no
+    "no events", no rate with its n or calibration bin from which such a count follows."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from record_scan import scan
+
+    assert len(_records(clone, "[0-9][0-9]_*")) >= 12
+    findings = scan(clone / "reports")
+    assert not findings, "\n".join(f"{f}: {what} … {excerpt!r}" for f, what, excerpt in findings[:20])
+
+
 def test_records_carry_no_warnings_or_paths_of_the_machine(clone):
     """A warning in a record distracts a reviewer and, through its file path, makes the
     record differ between machines; both are defects to fix at the source."""

@@ -386,7 +386,7 @@ def test_a_refused_modification_and_a_promotion_no_longer_in_the_records_are_bot
     _write_record(tmp_path, "04_revalidation", values={"refusals": [{"alert_id": ALERT["id"], "reason": reason}]})
     text = _text(_soup(bench.write().path))
     version = bench.ledger.find(kind="model_version")[-1]
-    assert f"Modifications refused under the plan alert why no candidate was built {ALERT['id']} {reason}" in text
+    assert f"Modifications refused under the plan Alert Why no candidate was built {ALERT['id']} {reason}" in text
     retrain = bench.ledger.find(kind="retrain", candidate_id=CANDIDATE_ID)[-1]
     assert (f"{CANDIDATE_ID} recalibration {ALERT['id']} 1991, 1992 PROMOTE (recorded at seq {retrain.seq}) "
             f"promoted (seq {version.seq})") in text

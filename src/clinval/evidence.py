@@ -32,11 +32,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clinval import __version__
+from clinval import __version__, disclosure
 from clinval._io import atomic_write_bytes, atomic_write_text, sha256_path
 from clinval.errors import ClinvalError, InputError
+from clinval.privacy import DEFAULT_MIN_CELL_SIZE
 
-__all__ = ["EVIDENCE_MIME", "NotebookFailed", "RecordPaths", "interval_view", "read_record", "run_notebook", "show", "to_jsonable"]
+__all__ = ["EVIDENCE_MIME", "NotebookFailed", "RecordPaths", "fill_parameters", "interval_view", "read_record", "run_notebook",
+           "show", "to_jsonable"]
 
 EVIDENCE_MIME = "application/vnd.clinval.evidence+json"
 """The output mimetype under which :func:`show` stores a value for the JSON record."""
@@ -89,18 +91,88 @@ def to_jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _format_cell(value: Any) -> tuple[str, str]:
-    """(text, css class) for one table cell; numbers get 3 decimals unless integral."""
+HUMAN_LABELS = {
+    "auroc": "AUROC", "auprc": "AUPRC", "brier": "Brier score", "ppv": "PPV", "o/e": "Observed/expected",
+    "observed_expected": "Observed/expected", "psi": "PSI", "psi_critical": "PSI critical value (95th percentile under no drift)",
+    "ks": "KS", "q_value": "q-value", "p_value": "p-value", "n": "n", "false_positive_rate": "False-positive rate",
+    "psi_excess": "PSI excess", "js": "Jensen-Shannon", "fdr_level": "FDR level", "arl0": "ARL0 (in-control average run length)",
+    "min_cell_size": "Smallest count shown", "n_bootstrap": "Bootstrap resamples", "calibration_bins": "Calibration bins",
+    "01_reference_profile": "Reference profile", "02_drift_analysis": "Drift analysis", "03_fairness_audit": "Fairness audit",
+    "04_revalidation": "Revalidation",
+}
+"""How identifiers read in a record: metric ids, column names and record names."""
+_SHARE_COLUMNS = ("share", "missing", "not_known", "missing_rate")
+"""Columns that hold a share of patients: shown as a percentage."""
+_P_COLUMNS = ("p_value", "q_value", "p", "q")
+
+
+def human_label(name: Any) -> str:
+    """``false_positive_rate`` -> ``False-positive rate``; known ids from :data:`HUMAN_LABELS`."""
+    text = str(name)
+    if text.lower() in HUMAN_LABELS:
+        return HUMAN_LABELS[text.lower()]
+    if " " in text or not text.replace("_", "").isalpha() or not text.islower():
+        return text  # a sentence, a period (1993) or a label already written for people
+    words = text.replace("_", " ")
+    return words[:1].upper() + words[1:]
+
+
+def _header(column: str) -> str:
+    """A table header: its human label, capitalised (``n`` stays ``n``)."""
+    text = human_label(column)
+    return text if text in ("n", "") or not text[0].islower() else text[0].upper() + text[1:]
+
+
+def plural(n: int, noun: str, plural_noun: str | None = None) -> str:
+    """``plural(1, "alert")`` -> ``"1 alert"``; ``plural(3, "alert")`` -> ``"3 alerts"``."""
+    return f"{n} {noun if n == 1 else (plural_noun or noun + 's')}"
+
+
+def format_number(value: float, *, digits: int = 2) -> str:
+    """A number as a reader sees it, rounded to ``digits``; never ``-0.00``."""
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def format_interval(value: float, lower: float, upper: float, *, digits: int = 2, confidence: float = 0.95) -> str:
+    """``0.78 (95% CI 0.64 to 0.96)``; a degenerate or missing interval is not shown as one."""
+    point = format_number(value, digits=digits)
+    if lower is None or upper is None or any(map(math.isnan, (lower, upper))) or lower == upper:
+        return point
+    return f"{point} ({confidence:.0%} CI {format_number(lower, digits=digits)} to {format_number(upper, digits=digits)})"
+
+
+def format_p(value: float) -> str:
+    """p- and q-values in one style: ``0.032``, ``0.0014``, ``<0.0001``."""
+    if value < 1e-4:
+        return "<0.0001"
+    return f"{value:.2g}" if value < 0.01 else f"{value:.3f}".rstrip("0").rstrip(".") if value < 1 else "1"
+
+
+def _format_cell(value: Any, column: str = "") -> tuple[str, str]:
+    """(text, css class) for one table cell: shares as %, p-values in one style, never -0.000."""
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return "—", "text"
     if isinstance(value, (bool, np.bool_)):
         return ("yes" if value else "no"), "text"
     if isinstance(value, (int, np.integer)):
-        return str(int(value)), ""
+        return (f"{int(value):,}" if abs(int(value)) >= 10000 else str(int(value))), ""
     if isinstance(value, (float, np.floating)):
-        if float(value).is_integer() and abs(value) >= 1000:
+        value = float(value)
+        name = column.lower()
+        if name in _SHARE_COLUMNS or name.endswith("_share"):
+            return f"{value:.1%}" if 0 < abs(value) < 0.1 else f"{value:.0%}" if value in (0.0, 1.0) else f"{value:.1%}", ""
+        if name in _P_COLUMNS or name.endswith(("_p_value", "_q_value", "_p")):
+            return format_p(value), ""
+        if value.is_integer() and abs(value) >= 1000:
             return f"{value:,.0f}", ""
-        return (f"{value:.1e}" if 0 < abs(value) < 0.001 else f"{value:.3f}"), ""
+        if 0 < abs(value) < 0.001:
+            return f"{value:.1e}", ""
+        return format_number(value, digits=3), ""
+    if isinstance(value, (list, tuple)):
+        return html.escape(", ".join(map(str, value))), "text"
+    if isinstance(value, Mapping):
+        return html.escape("; ".join(f"{human_label(k)}: {v}" for k, v in value.items())), "text"
     return html.escape(str(value)), "text"
 
 
@@ -113,11 +185,14 @@ def _visible_index(frame: pd.DataFrame) -> pd.DataFrame:
 def html_table(frame: pd.DataFrame, *, caption: str | None = None) -> str:
     """A compact HTML table for a record (no index, fixed number formatting)."""
     frame = _visible_index(frame)
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    columns = [str(c) for c in frame.columns]
+    head = "".join(f"<th>{html.escape(_header(c))}</th>" for c in columns)
     rows = []
+    flag = columns.index("flagged") if "flagged" in columns else None
     for row in frame.itertuples(index=False):
-        cells = (_format_cell(v) for v in row)
-        rows.append("<tr>" + "".join(f'<td class="{cls}">{text}</td>' if cls else f"<td>{text}</td>" for text, cls in cells) + "</tr>")
+        cells = (_format_cell(v, c) for v, c in zip(row, columns))
+        marked = ' class="flagged"' if flag is not None and row[flag] is True or (flag is not None and row[flag] is np.True_) else ""
+        rows.append(f"<tr{marked}>" + "".join(f'<td class="{cls}">{text}</td>' if cls else f"<td>{text}</td>" for text, cls in cells) + "</tr>")
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
     return f'<table class="clinval">{cap}<thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
@@ -130,10 +205,10 @@ def _html_for(value: Any, caption: str | None) -> str:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = to_jsonable(value)
     if isinstance(value, Mapping):
-        frame = pd.DataFrame({"item": list(map(str, value)), "value": [v if not isinstance(v, (list, dict)) else json.dumps(to_jsonable(v), ensure_ascii=False) for v in value.values()]})
+        frame = pd.DataFrame({"item": [human_label(k) for k in value], "value": [v for v in value.values()]})
         return html_table(frame, caption=caption)
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, Mapping) or dataclasses.is_dataclass(v) for v in value):
-        rows = [{k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v for k, v in to_jsonable(item).items()} for item in value]
+        rows = [to_jsonable(item) for item in value]
         return html_table(pd.DataFrame(rows), caption=caption)
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
         return "<ul>" + "".join(f"<li>{html.escape(v)}</li>" for v in value) + "</ul>"
@@ -143,47 +218,82 @@ def _html_for(value: Any, caption: str | None) -> str:
 
 def interval_view(table: pd.DataFrame, *, rows: str | list[str], columns: str, digits: int = 2) -> pd.DataFrame:
     """A compact wide view of a tidy estimates table: one cell per (rows, columns) reading
-    ``value (lower-upper)``, or the row's status when it is not ``ok`` (e.g. suppressed,
-    insufficient data). For people; record the tidy table itself with :func:`show`."""
+    ``value (lower to upper)``, or the row's status when it is not ``ok`` (e.g. suppressed,
+    insufficient data); a degenerate interval shows the value alone. For people; record
+    the tidy table itself with :func:`show`."""
 
     def cell(r) -> str:
         status = str(r.get("status", "ok"))
         if status != "ok" or pd.isna(r["value"]):
             return status.split(":")[0]
-        if pd.isna(r.get("lower")) or pd.isna(r.get("upper")):
-            return f"{r['value']:.{digits}f}"
-        return f"{r['value']:.{digits}f} ({r['lower']:.{digits}f}-{r['upper']:.{digits}f})"
+        if pd.isna(r.get("lower")) or pd.isna(r.get("upper")) or r["lower"] == r["upper"]:
+            return format_number(r["value"], digits=digits)
+        return (f"{format_number(r['value'], digits=digits)} ({format_number(r['lower'], digits=digits)} to "
+                f"{format_number(r['upper'], digits=digits)})")
 
     rows = [rows] if isinstance(rows, str) else list(rows)
     cells = table.assign(_cell=[cell(r) for r in table.to_dict("records")])
     wide = cells.pivot_table(index=rows, columns=columns, values="_cell", aggfunc="first", sort=False)
-    wide.columns.name = None
+    wide.columns = [human_label(c) for c in wide.columns]
     return wide.reset_index()
 
 
 class _Shown:
     """A display bundle: HTML for people, the full value as JSON for the record."""
 
-    def __init__(self, key: str, value: Any, caption: str | None, view: Any):
-        self.key, self.value, self.caption, self.view = key, value, caption, view
+    def __init__(self, key: str, value: Any, caption: str | None, view: Any, folded: str | None = None):
+        self.key, self.value, self.caption, self.view, self.folded = key, value, caption, view, folded
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         payload = {"key": self.key, "value": to_jsonable(self.value)}
-        return {"text/html": _html_for(self.view, self.caption), "text/plain": f"<{self.key}>", EVIDENCE_MIME: payload}
+        page = _html_for(self.view, self.caption)
+        if self.folded:  # a long table behind its summary line; opens without script, prints open
+            page = f'<details class="clinval-fold"><summary>{html.escape(self.folded)}</summary>{page}</details>'
+        return {"text/html": page, "text/plain": f"<{self.key}>", EVIDENCE_MIME: payload}
 
 
-def show(value: Any, *, key: str, caption: str | None = None, view: Any = None) -> None:
+_PUBLICATION = {"min_cell_size": DEFAULT_MIN_CELL_SIZE}
+"""The record's smallest publishable count; :func:`fill_parameters` sets it from the notebook's parameters."""
+
+
+def fill_parameters(namespace: dict, *params_files: str | os.PathLike) -> None:
+    """Fill the notebook parameters left ``None`` from the params files of the same names.
+
+    A notebook's parameters cell may leave a study-specific setting ``None`` (e.g. the age
+    bands of the fairness audit); the pipeline passes every value, and in JupyterLab this
+    call reads the same ``params/*.yaml`` files, so a notebook never needs editing per
+    study. A key absent from ``namespace`` is ignored (the file may serve several
+    notebooks). Also sets ``min_cell_size`` for every later :func:`show`.
+    """
+    import yaml
+
+    for file in params_files:
+        for key, value in (yaml.safe_load(Path(file).read_text()) or {}).items():
+            if key in namespace and namespace[key] is None:
+                namespace[key] = value
+    if namespace.get("min_cell_size") is not None:
+        _PUBLICATION["min_cell_size"] = int(namespace["min_cell_size"])
+
+
+def show(value: Any, *, key: str, caption: str | None = None, view: Any = None, folded: str | None = None) -> None:
     """Display ``value`` in the notebook and record it under ``key`` in the JSON record.
 
     ``value`` may be a DataFrame, Series, dataclass, mapping, list of mappings or
     dataclasses, number or sentence. ``view`` is an optional compact presentation of the
     same results for people (e.g. a wide table of "value (lower-upper)" cells); the JSON
-    record always holds the full ``value``. Keys ``status`` (a one-line summary for the
+    record always holds the full ``value``. ``folded`` puts a long view behind a
+    ``<details>`` line reading ``folded`` (no script). Keys ``status`` (a one-line summary for the
     index), ``alerts`` and ``candidates`` are lifted to the top level of the JSON record.
+
+    Every value passes :func:`clinval.disclosure.publishable` first, so nothing a small
+    count can be recovered from reaches the page, the JSON twin or the executed notebook.
     """
     from IPython.display import display
 
-    display(_Shown(key, value, caption, value if view is None else view))
+    k = _PUBLICATION["min_cell_size"]
+    value = disclosure.publishable(value, min_cell_size=k)
+    view = value if view is None else disclosure.publishable(view, min_cell_size=k)
+    display(_Shown(key, value, caption, view, folded))
 
 
 # --------------------------------------------------------------------------- running
@@ -241,10 +351,24 @@ def _collect(nb, notebook_name: str) -> dict[str, Any]:
     return values
 
 
+def _parameter_text(value: Any) -> str:
+    """A parameter as a value a reader recognises: ``35, 55, 65, 70``; ``age: 35, 55, 65, 70``; ``none``."""
+    value = to_jsonable(value)
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(_parameter_text(v) for v in value) or "none"
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_parameter_text(v)}" for k, v in value.items()) or "none"
+    return str(value)
+
+
 def _footer(*, inputs: Mapping[str, str], parameters: Mapping[str, Any], notebook: str, min_cell_size: Any) -> str:
-    rows = "".join(f"<tr><td><code>{html.escape(p)}</code></td><td><code>{d}</code></td></tr>" for p, d in inputs.items())
+    rows = "".join(f'<tr><td><code>{html.escape(p)}</code></td><td class="digest">{d}</td></tr>' for p, d in inputs.items())
     params = "".join(
-        f"<tr><td><code>{html.escape(k)}</code></td><td><code>{html.escape(json.dumps(to_jsonable(v)))}</code></td></tr>"
+        f"<tr><td>{html.escape(human_label(k))} (<code>{html.escape(k)}</code>)</td><td>{html.escape(_parameter_text(v))}</td></tr>"
         for k, v in parameters.items()
     )
     privacy = (
@@ -254,18 +378,69 @@ def _footer(*, inputs: Mapping[str, str], parameters: Mapping[str, Any], noteboo
         '<footer class="clinval-footer"><strong>Evidence record</strong> made by clinval '
         f"{html.escape(__version__)} from <code>{html.escape(notebook)}</code>. {privacy} "
         "When it was made and who signed it is in the audit ledger (<code>clinval audit show</code>)."
-        f"<table><tr><th>input</th><th>SHA-256</th></tr>{rows}</table>"
-        f"<table><tr><th>parameter</th><th>value</th></tr>{params}</table></footer>"
+        f"<table><tr><th>Input</th><th>SHA-256</th></tr>{rows}</table>"
+        f"<table><tr><th>Parameter</th><th>Value</th></tr>{params}</table></footer>"
     )
 
 
-def _render_html(nb, *, title: str, footer: str) -> str:
+def _next_step(record: Mapping[str, Any]) -> str:
+    alerts = record.get("alerts") or []
+    if alerts:
+        verb = "awaits" if len(alerts) == 1 else "await"
+        return (f"{plural(len(alerts), 'alert')} {verb} a decision: list them with <code>clinval review list</code>, "
+                "then sign <code>clinval review approve</code> or <code>clinval review reject</code>.")
+    if record.get("record", "").startswith("04") and not record.get("candidates"):
+        return ("No approved alert calls for a modification, so there is nothing to revalidate. To revalidate, "
+                "approve an alert (<code>clinval review approve</code>), then run <code>make run</code> again.")
+    return "Nothing in this record awaits a decision."
+
+
+def _findings(record: Mapping[str, Any]) -> str:
+    """The box that opens a record: study, verdict, what fired and the next command."""
+    study = record.get("study") or {}
+    where = ""
+    if study.get("name"):
+        digest = f" · data SHA-256 <code>{html.escape(str(study.get('data_sha256', ''))[:12])}</code>" if study.get("data_sha256") else ""
+        where = f'<p class="clinval-study">Study: {html.escape(study["name"])}{digest}</p>'
+    alerts = record.get("alerts") or []
+    items = "".join(f"<li>{html.escape(str(a.get('summary', a.get('id', ''))))}</li>" for a in alerts[:8])
+    if len(alerts) > 8:
+        items += f"<li>and {plural(len(alerts) - 8, 'more alert')} (table below).</li>"
+    listing = f"<ul>{items}</ul>" if items else ""
+    css = "clinval-findings attention" if alerts else "clinval-findings"
+    return (f'<section class="{css}">{where}<h2>Findings</h2><p><strong>{html.escape(str(record.get("status", "")))}'
+            f"</strong></p>{listing}<p>Next step: {_next_step(record)}</p></section>")
+
+
+def _render_html(nb, *, title: str, footer: str, findings: str = "") -> str:
+    import copy
+
+    import nbformat
     from nbconvert import HTMLExporter
 
+    if findings:  # findings first: right after the record's title, in the page only
+        nb = copy.deepcopy(nb)
+        box = nbformat.v4.new_raw_cell("", metadata={"clinval_findings": True})  # the template puts the box here
+        box["id"] = "findings"
+        nb.cells.insert(1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0, box)
     exporter = HTMLExporter(template_name="clinval", extra_template_basedirs=[str(TEMPLATES)])
-    exporter.exclude_input_prompt = False
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}, "clinval_footer": footer})
+    exporter.exclude_input_prompt = True
+    exporter.exclude_output_prompt = True
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}, "clinval_footer": footer,
+                                                         "clinval_findings": findings})
     return body
+
+
+def _study(parameters: Mapping[str, Any], notebook: Path) -> dict[str, Any]:
+    """Which study (and which data) a record was made from, from its prepared study."""
+    prepared = parameters.get("prepared_dir")
+    if not isinstance(prepared, str):
+        return {}
+    path = (notebook.parent / prepared / "study.json").resolve()
+    if not path.exists():
+        return {}
+    meta = json.loads(path.read_text()).get("metadata", {})
+    return {"name": meta.get("study"), "data_sha256": (meta.get("source") or {}).get("sha256")}
 
 
 def _input_digests(notebook: Path, parameters: Mapping[str, Any], root: Path) -> dict[str, str]:
@@ -352,18 +527,19 @@ def run_notebook(
     inputs = _input_digests(notebook, effective, root)
     record = {
         "record": name,
-        "title": title or name,
+        "title": title or human_label(name),
         "clinval_version": __version__,
         "notebook": notebook.relative_to(root).as_posix(),
         "parameters": to_jsonable(effective),
         "inputs": inputs,
+        "study": _study(effective, notebook),
         "status": values.pop("status", "no status line"),
         "alerts": values.pop("alerts", []),
         "candidates": values.pop("candidates", []),
         "values": values,
     }
     footer = _footer(inputs=inputs, parameters=effective, notebook=record["notebook"], min_cell_size=effective.get("min_cell_size"))
-    page = _render_html(nb, title=record["title"], footer=footer)
+    page = _render_html(nb, title=record["title"], footer=footer, findings=_findings(record))
 
     paths = RecordPaths(notebook=reports_dir / f"{name}.ipynb", html=reports_dir / f"{name}.html", json=reports_dir / f"{name}.json")
     atomic_write_text(paths.notebook, nbformat.writes(nb) + "\n")

@@ -5,6 +5,11 @@ or losing sensitivity in the oldest age band only. This module measures each met
 each group of each sensitive attribute (and of their intersection), compares every group
 with a reference group, and says in plain words which gaps lie beyond the tolerance.
 
+The audit is split along fairlearn's lines: groups (:mod:`clinval.fairness_groups`),
+privacy (:mod:`clinval.fairness_suppression`), metrics with their intervals
+(:mod:`clinval.fairness_metrics`), gaps and their sentences (:mod:`clinval.fairness_gaps`);
+this module holds the settings, the results and the audit, and re-exports the public names.
+
 Disaggregation is fairlearn's :class:`~fairlearn.metrics.MetricFrame`; the metric
 callables handed to it reuse :mod:`clinval.performance` (prevalence, AUROC, O/E,
 calibration slope) and fairlearn's base metrics (sensitivity, false-positive rate,
@@ -88,21 +93,56 @@ class, or a period without labels gives a status and a note, never an exception.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import partial
-from itertools import product
 
 import numpy as np
 import pandas as pd
-from fairlearn.metrics import MetricFrame, false_positive_rate, selection_rate, true_positive_rate
-from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
+from fairlearn.metrics import MetricFrame
 
-from clinval import intervals, performance
 from clinval.errors import InputError
+from clinval.disclosure import SUPPRESSED_RATE
 from clinval.performance import OK, Estimate
-from clinval.privacy import DEFAULT_MIN_CELL_SIZE, determined_cells, suppressed_label, suppression_mask
+from clinval.privacy import DEFAULT_MIN_CELL_SIZE, suppressed_label
+from clinval.fairness_groups import (  # noqa: F401  (re-exported)
+    INTERSECTION_SEPARATOR,
+    OVERALL_GROUP,
+    UNKNOWN,
+    _ERR_COLUMN,
+    _capitalise,
+    _components,
+    _describe,
+    _group_column,
+    _is_unknown,
+    _order,
+    band,
+    sensitive_frame,
+)
+from clinval.fairness_suppression import (  # noqa: F401  (re-exported)
+    SUPPRESSED_STATUS,
+    _OUTCOME_CELLS,
+    _outcome_suppression,
+    _suppression,
+    group_counts,
+)
+from clinval.fairness_metrics import (  # noqa: F401  (re-exported)
+    DEFAULT_FLAG_METRICS,
+    DIFFERENCE,
+    EQUALIZED_ODDS,
+    LABELS_NOT_AVAILABLE,
+    METRICS,
+    METRIC_LABELS,
+    RATIO,
+    _ERR_NO_LABELS_GROUP,
+    _LABEL_METRICS,
+    _metric_frame,
+    _rate_counts,
+)
+from clinval.fairness_gaps import (  # noqa: F401  (re-exported)
+    _DISPARITY_COLUMNS,
+    _disparities,
+    _too_wide,
+)
 
 __all__ = [
     "DEFAULT_FLAG_METRICS",
@@ -129,78 +169,16 @@ __all__ = [
     "to_json",
 ]
 
-METRICS = (
-    "prevalence",
-    "auroc",
-    "sensitivity",
-    "false_positive_rate",
-    "ppv",
-    "selection_rate",
-    "observed_expected",
-    "calibration_slope",
-)
-"""Per-group metrics, in the order tables show them."""
 
-EQUALIZED_ODDS = "equalized_odds"
-METRIC_LABELS = {
-    "prevalence": "outcome prevalence",
-    "auroc": "AUROC",
-    "sensitivity": "sensitivity",
-    "false_positive_rate": "false-positive rate",
-    "ppv": "PPV",
-    "selection_rate": "selection rate",
-    "observed_expected": "observed/expected ratio",
-    "calibration_slope": "calibration slope",
-    EQUALIZED_ODDS: "equalized-odds difference",
-}
-"""How each metric is named in sentences and plot labels."""
-
-DEFAULT_FLAG_METRICS = ("auroc", "sensitivity", "false_positive_rate", "ppv", "observed_expected",
-                        "calibration_slope", EQUALIZED_ODDS)
-"""Metrics whose disparities are flagged by default: not prevalence or selection rate."""
-DIFFERENCE = "difference"
-RATIO = "ratio"
-UNKNOWN = "unknown"
-"""The group of patients whose sensitive attribute is missing."""
-INTERSECTION_SEPARATOR = " × "
-"""Joins attribute names and group labels of an intersection: ``"sex × age_band"``, ``"f × 55-64"``."""
-OVERALL_GROUP = "all patients"
-"""The ``group`` of the whole-period rows of a group table."""
 REFERENCE_PERIOD = "reference"
 """The ``period`` of the reference hold-out in the prediction log."""
 
-_LABEL_METRICS = frozenset(METRICS) - {"selection_rate"}
 _COLUMNS = ("label", "predicted_risk")
 
 # statuses and sentences
-SUPPRESSED_STATUS = "suppressed: fewer than {k} patients here or in a cell that would reveal such a group"
-"""Status of every metric of a suppressed group (``{k}`` = min_cell_size)."""
-LABELS_NOT_AVAILABLE = "insufficient data: labels not yet available"
-"""Status of metrics that need outcomes, in a period whose labels have not arrived."""
-_ERR_NO_LABELS_GROUP = "insufficient data: no outcome labels in this group yet"
-_ERR_NO_EVENTS = "insufficient data: no events in this group, so {metric} is undefined"
-_ERR_NO_NON_EVENTS = "insufficient data: no non-events in this group, so {metric} is undefined"
-_ERR_SEPARATION = ("insufficient data: predicted risk separates events from non-events perfectly, "
-                   "so the calibration slope is not identified")
-_ERR_NONE_SELECTED = "insufficient data: no labelled patient at or above the threshold, so PPV is undefined"
-_NOT_COMPUTED = "not computed: {reason}"
-_REASON_SUPPRESSED = "{who} is suppressed (small cell)"
-_REASON_ABSENT = "the reference group {ref} has no patients here"
-_REASON_NO_REFERENCE = "no known group to compare against"
-_REASON_SINGLE_GROUP = "{attribute} has a single group ({group}) here, so there is nothing to compare"
-_REASON_METRIC = "{metric} for {who}: {status}"
-_REASON_NEGATIVE = "{metric} is negative for {who}, so a ratio is not meaningful"
 
 # errors (programming or configuration mistakes, raised as ValueError)
-_ERR_COLUMN = ("the prediction log has no column {column!r}; columns are {columns}. Add the group columns first: "
-               "log.assign(**sensitive_frame(log, attributes=..., bands=...)).")
-_ERR_ATTRIBUTE = "the prediction log has no column {column!r} for a sensitive attribute; columns are {columns}."
 _ERR_LOG_COLUMNS = "the prediction log needs columns {missing}; it has {columns}."
-_ERR_EDGES = "band edges must be at least two strictly increasing numbers; got {edges}."
-_ERR_LABELS = "band labels must number one fewer than the edges ({n}); got {labels}."
-_ERR_NOT_NUMERIC = "cannot band {name!r}: values are not numeric (e.g. {example!r})."
-_ERR_BANDS_KEY = "bands given for {keys}, which are not among the attributes {attributes}."
-_ERR_NO_ATTRIBUTES = "no sensitive attributes given."
 _ERR_REFERENCE_KEY = "reference_group names {keys}, which are not audited attributes ({attributes})."
 _ERR_REFERENCE_GROUP = "reference group {group!r} of {attribute!r} does not occur in the log; groups are {groups}."
 _ERR_SETTING = "FairnessSettings.{name} must be {rule}; got {value!r}."
@@ -212,10 +190,8 @@ _ERR_RISK_RANGE = "column 'predicted_risk' must lie in [0, 1]; found values from
 
 # notes (plain-language statements of data problems, for the report)
 _NOTE_UNKNOWN = "Missing values of {attribute} are counted as their own group, \"unknown\"."
-_NOTE_SINGLE = "{where}{attribute} has a single group ({group}); no disparities can be computed for it."
 _NOTE_ONE_CLASS = "{where}{who} has {what}, so {metrics} cannot be computed for it."
 _NOTE_NO_LABELS = "{where}outcome labels have not arrived yet; only the selection rate is reported."
-_NOTE_REFERENCE = "{where}{attribute}: disparities are not computed because {reason}."
 _NOTE_REFERENCE_CHOICE = "{attribute}: the reference group is {group} ({how})."
 
 
@@ -315,423 +291,42 @@ class FairnessAudit:
         d = self.disparities
         return d[(d["period"] == period) & (d["attribute"] == attribute)].drop(columns="period").reset_index(drop=True)
 
-
-# ---------------------------------------------------------------------------- groups
-
-
-def _is_integral(x: float) -> bool:
-    return float(x).is_integer()
-
-
-def _default_band_labels(edges: Sequence[float]) -> list[str]:
-    if all(_is_integral(e) for e in edges):
-        return [f"{int(lo)}-{int(hi) - 1}" if int(hi) - 1 > int(lo) else f"{int(lo)}"
-                for lo, hi in zip(edges[:-1], edges[1:])]
-    return [f"{lo:g} to <{hi:g}" for lo, hi in zip(edges[:-1], edges[1:])]
-
-
-def band(values, *, edges: Sequence[float], labels: Sequence[str] | None = None) -> pd.Series:
-    """A numeric attribute as bands ``[edges[i], edges[i+1])``.
-
-    Parameters
-    ----------
-    values
-        Numbers (e.g. age in years); missing values become ``"unknown"``.
-    edges
-        Strictly increasing band edges, in the values' units. Values below the first
-        edge form the band ``"<first"``, values at or above the last ``"last+"``, so no
-        patient is dropped.
-    labels
-        One label per band; default ``"35-44"`` for integer edges, else ``"35.5 to <45"``.
-
-    Returns
-    -------
-    pandas.Series
-        Ordered categorical (bands in order, then ``"unknown"``), aligned with ``values``.
-    """
-    edges = [float(e) for e in edges]
-    if len(edges) < 2 or any(b <= a for a, b in zip(edges[:-1], edges[1:])):
-        raise InputError(_ERR_EDGES.format(edges=edges))
-    if labels is None:
-        labels = _default_band_labels(edges)
-    labels = [str(x) for x in labels]
-    if len(labels) != len(edges) - 1:
-        raise InputError(_ERR_LABELS.format(n=len(edges) - 1, labels=labels))
-    series = values if isinstance(values, pd.Series) else pd.Series(values)
-    numeric = pd.to_numeric(series, errors="coerce")
-    bad = numeric.isna() & series.notna()
-    if bad.any():
-        raise InputError(_ERR_NOT_NUMERIC.format(name=series.name, example=series[bad].iloc[0]))
-    x = numeric.to_numpy(dtype=float, na_value=np.nan)
-    fmt = (lambda e: f"{int(e)}") if all(_is_integral(e) for e in edges) else (lambda e: f"{e:g}")
-    below, above = f"<{fmt(edges[0])}", f"{fmt(edges[-1])}+"
-    idx = np.searchsorted(edges, x, side="right") - 1
-    out = np.empty(x.size, dtype=object)
-    inside = (idx >= 0) & (idx < len(labels))
-    out[inside] = np.asarray(labels, dtype=object)[idx[inside]]
-    out[(idx < 0) & ~np.isnan(x)] = below
-    out[(idx >= len(labels)) & ~np.isnan(x)] = above
-    out[np.isnan(x)] = UNKNOWN
-    categories = [below, *labels, above, UNKNOWN]
-    return pd.Series(pd.Categorical(out, categories=categories, ordered=True), index=series.index, name=series.name)
-
-
-def _as_groups(values: pd.Series) -> pd.Series:
-    """A categorical attribute as strings, missing -> "unknown", categories sorted, unknown last."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        cats = [str(c) for c in values.cat.categories if str(c) != UNKNOWN]
-    else:
-        cats = sorted({str(v) for v in values.dropna().unique()} - {UNKNOWN})
-    text = values.astype(object).where(values.notna(), UNKNOWN).map(str)
-    return pd.Series(pd.Categorical(text, categories=[*cats, UNKNOWN], ordered=True), index=values.index, name=values.name)
-
-
-def sensitive_frame(log: pd.DataFrame, *, attributes: Sequence[str], bands: Mapping[str, Sequence[float]]) -> pd.DataFrame:
-    """The group columns of a prediction log.
-
-    Parameters
-    ----------
-    log
-        Prediction log with the raw sensitive attributes as columns.
-    attributes
-        Sensitive attribute columns, e.g. ``["sex", "age"]``.
-    bands
-        Band edges for numeric attributes, e.g. ``{"age": [35, 45, 55, 65, 70]}``
-        (years); a banded attribute's column is named ``"<attribute>_band"``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Aligned with ``log``: one ordered categorical column per attribute (missing ->
-        ``"unknown"``) and, for two or more attributes, their intersection, named e.g.
-        ``"sex × age_band"`` with groups such as ``"f × 55-64"``. Add them to the log
-        with ``log.assign(**sensitive_frame(log, ...))`` (an unbanded attribute's
-        column is replaced by its group column).
-    """
-    attributes = list(attributes)
-    if not attributes:
-        raise InputError(_ERR_NO_ATTRIBUTES)
-    for column in attributes:
-        if column not in log.columns:
-            raise InputError(_ERR_ATTRIBUTE.format(column=column, columns=list(log.columns)))
-    extra = sorted(set(bands) - set(attributes))
-    if extra:
-        raise InputError(_ERR_BANDS_KEY.format(keys=extra, attributes=attributes))
-    out = pd.DataFrame(index=log.index)
-    for column in attributes:
-        if column in bands:
-            banded = band(log[column], edges=bands[column])
-            out[f"{column}_band"] = banded.rename(f"{column}_band")
-        else:
-            out[column] = _as_groups(log[column])
-    names = list(out.columns)
-    if len(names) >= 2:
-        name = INTERSECTION_SEPARATOR.join(names)
-        parts = [out[c].astype(str) for c in names]
-        joined = parts[0]
-        for p in parts[1:]:
-            joined = joined + INTERSECTION_SEPARATOR + p
-        cats = [INTERSECTION_SEPARATOR.join(combo) for combo in product(*[list(out[c].cat.categories) for c in names])]
-        out[name] = pd.Categorical(joined, categories=cats, ordered=True)
-    return out
-
-
-def _order(values: pd.Series) -> list[str]:
-    """Groups present in ``values``, in display order."""
-    present = set(values.astype(str).unique())
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        ordered = [str(c) for c in values.cat.categories if str(c) in present]
-    else:
-        ordered = sorted(present - {UNKNOWN}) + ([UNKNOWN] if UNKNOWN in present else [])
-    return ordered
-
-
-def _components(name: str) -> list[str]:
-    return name.split(INTERSECTION_SEPARATOR)
-
-
-def _is_unknown(group: str) -> bool:
-    return UNKNOWN in _components(group)
-
-
-# ---------------------------------------------------------------------------- suppression
-
-
-@dataclass(frozen=True)
-class _Cells:
-    """Every published count of one family (components and their intersection)."""
-
-    counts: pd.Series  # indexed for suppression_mask: level L<j> = the family-j line of each cell
-    lines: list[list[str]]
-    where: list[tuple[str, str] | None]  # cell -> (column, group); None = the period total
-    constraints: np.ndarray  # published sums as linear equations (rows) over cells (columns)
-
-
-def _published_cells(groups: pd.DataFrame) -> _Cells:
-    """The cells of one family for :func:`suppression_mask`, with its published sums.
-
-    Cells are the intersection's non-empty interior cells, each component's marginal
-    counts and the period total. Published sums: for component ``j`` and value ``v``,
-    the interior cells with that value add up to the marginal cell (a *slice*); each
-    component's marginal cells add up to the total. For one column alone, its cells add
-    up to the total. Index level ``L<j>`` names each cell's line in family ``j`` (slices
-    of component ``j``, and the sum of component ``j - 1``'s marginals), so the lead's
-    complementary suppression sees every published sum.
-    """
-    names = list(groups.columns)
-    k = len(names)
-    levels = [_order(groups[c]) for c in names]
-    keys: list[tuple[str, ...]] = []
-    counts: list[int] = []
-    where: list[tuple[str, str] | None] = []
-    members: dict[str, list[tuple[int, float]]] = {}
-
-    def add(key: list[str], n: int, who: tuple[str, str] | None, signs: dict[str, float]) -> None:
-        for line, sign in signs.items():
-            members.setdefault(line, []).append((len(keys), sign))
-        keys.append(tuple(key))
-        counts.append(n)
-        where.append(who)
-
-    if k > 1:
-        interior = groups.astype(str).value_counts()
-        name = INTERSECTION_SEPARATOR.join(names)
-        for combo in product(*levels):
-            n = int(interior.get(combo, 0))
-            if n == 0:
-                continue  # an absent combination is a known zero: it hides nothing
-            lines = [f"slice|{j}|{v}" for j, v in enumerate(combo)]
-            add(lines, n, (name, INTERSECTION_SEPARATOR.join(combo)), {ln: 1.0 for ln in lines})
-    for j, name in enumerate(names):
-        marginal = groups[name].astype(str).value_counts()
-        for value in levels[j]:
-            key = [f"solo|{j}|{value}"] * k
-            signs = {f"sum|{j}": 1.0}
-            if k > 1:
-                key[j] = f"slice|{j}|{value}"
-                signs[key[j]] = -1.0
-            key[(j + 1) % k] = f"sum|{j}"
-            add(key, int(marginal[value]), (name, value), signs)
-    add([f"sum|{(i - 1) % k}" for i in range(k)], len(groups), None, {f"sum|{j}": -1.0 for j in range(k)})
-
-    level_names = [f"L{i}" for i in range(k)]
-    series = pd.Series(counts, index=pd.MultiIndex.from_tuples(keys, names=level_names), dtype=float)
-    constraints = np.zeros((len(members), len(keys)))
-    for row, cells in enumerate(members.values()):
-        for pos, sign in cells:
-            constraints[row, pos] = sign
-    return _Cells(counts=series, lines=[[lv] for lv in level_names], where=where, constraints=constraints)
-
-
-def _family_mask(groups: pd.DataFrame, min_cell_size: int) -> dict[tuple[str, str], bool]:
-    """Hidden (True) per (column, group) for one family in one period.
-
-    :func:`clinval.privacy.suppression_mask` hides small cells and their complements
-    line by line; a hidden cell can still be fixed by a combination of lines (e.g. two
-    hidden blocks joined by one hidden cell), so while any hidden count is determined,
-    the smallest visible cell on one of its lines is hidden too and the mask recomputed.
-    """
-    cells = _published_cells(groups)
-    total = len(cells.where) - 1
-    if len(groups) < min_cell_size:
-        return {w: True for w in cells.where if w is not None}
-    values = cells.counts.to_numpy()
-    forced: set[int] = set()
-    while True:
-        probe = cells.counts.copy()
-        for f in forced:
-            probe.iloc[f] = 1.0  # a forced cell counts as small, so it is hidden
-        mask = suppression_mask(probe, min_cell_size=min_cell_size, lines=cells.lines).to_numpy().copy()
-        mask[total] = False  # the period total is published elsewhere
-        determined = determined_cells(cells.constraints, mask)
-        if not determined.any():
-            break
-        victim = int(np.flatnonzero(determined)[0])
-        on_its_lines = (np.abs(cells.constraints[np.abs(cells.constraints[:, victim]) > 0]) > 0).any(axis=0)
-        candidates = [np.flatnonzero(on_its_lines & ~mask & (values > 0)), np.flatnonzero(~mask & (values > 0))]
-        pool = next((c[c != total] for c in candidates if (c != total).any()), np.array([], dtype=int))
-        if pool.size == 0:
-            break  # nothing left to hide but the total
-        forced.add(int(pool[np.argmin(values[pool])]))
-    return {w: bool(mask[pos]) for pos, w in enumerate(cells.where) if w is not None}
-
-
-def _families(columns: Sequence[str]) -> list[list[str]]:
-    """Columns published together: each intersection with its components; the rest alone."""
-    columns = list(columns)
-    families, used = [], set()
-    for c in columns:
-        if INTERSECTION_SEPARATOR in c and all(p in columns for p in _components(c)):
-            families.append([*_components(c), c])
-            used.update([*_components(c), c])
-    families += [[c] for c in columns if c not in used]
-    return families
-
-
-def _suppression(groups: pd.DataFrame, min_cell_size: int) -> dict[tuple[str, str], bool]:
-    """Hidden (True) per (column, group) for all group columns of one period, plus
-    ``("", "all patients")`` for the period total."""
-    hidden: dict[tuple[str, str], bool] = {("", OVERALL_GROUP): len(groups) < min_cell_size}
-    for family in _families(groups.columns):
-        if len(family) > 1:
-            hidden.update(_family_mask(groups[family[:-1]], min_cell_size))
-        elif INTERSECTION_SEPARATOR in family[0]:
-            # an intersection without its component columns: rebuild them from the labels,
-            # so its margins (published or derivable) are protected all the same
-            column = family[0]
-            parts = _components(column)
-            split = groups[column].astype(str).str.split(INTERSECTION_SEPARATOR, regex=False, expand=True)
-            frame = pd.DataFrame({p: split[i] for i, p in enumerate(parts)}, index=groups.index)
-            hidden.update({key: h for key, h in _family_mask(frame, min_cell_size).items() if key[0] == column})
-        else:
-            hidden.update(_family_mask(groups[family], min_cell_size))
-    return hidden
-
-
-def group_counts(groups: pd.DataFrame, *, min_cell_size: int = DEFAULT_MIN_CELL_SIZE) -> pd.DataFrame:
-    """Patients per group of every group column, with small-cell suppression.
-
-    Parameters
-    ----------
-    groups
-        Group columns of one period (:func:`sensitive_frame` output). Columns are
-        published together: an intersection is suppressed jointly with its components
-        so that no hidden count can be recovered from the period total, a component's
-        table or the intersection's margins.
-    min_cell_size
-        Smallest count shown.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``attribute, group, n, suppressed``; ``n`` is an int or ``"<11"``. The first row
-        is the whole period (``group == "all patients"``).
-    """
-    hidden = _suppression(groups, min_cell_size)
-    label = suppressed_label(min_cell_size)
-    rows = [{"attribute": "", "group": OVERALL_GROUP, "n": label if hidden[("", OVERALL_GROUP)] else len(groups),
-             "suppressed": hidden[("", OVERALL_GROUP)]}]
-    for column in groups.columns:
-        counts = groups[column].astype(str).value_counts()
-        for g in _order(groups[column]):
-            h = hidden[(column, g)]
-            rows.append({"attribute": column, "group": g, "n": label if h else int(counts[g]), "suppressed": h})
-    return pd.DataFrame(rows, columns=["attribute", "group", "n", "suppressed"])
-
-
-# ---------------------------------------------------------------------------- metrics (each with its interval)
-
-
-def _labelled(y, *arrays):
-    keep = ~np.isnan(np.asarray(y, dtype=float))
-    return (np.asarray(y, dtype=float)[keep],) + tuple(np.asarray(a)[keep] for a in arrays)
-
-
-def _estimate(metric: str, value: float, n: int, status: str = OK) -> Estimate:
-    return Estimate(metric=metric, value=float(value) if status == OK else math.nan, lower=math.nan,
-                    upper=math.nan, method="point", n=int(n), status=status)
-
-
-def _rate(metric: str, value: float, count: int, total: int, n: int, confidence: float) -> Estimate:
-    """A rate ``count / total`` (from ``n`` patients) with its Wilson interval."""
-    lower, upper = intervals.rate_interval(int(count), int(total), confidence=confidence)
-    return Estimate(metric=metric, value=float(value), lower=lower, upper=upper, method="Wilson", n=int(n))
-
-
-def _m_prevalence(y_true, y_pred, *, confidence: float) -> Estimate:
-    return performance.prevalence(y_true, confidence=confidence)
-
-
-def _m_auroc(y_true, y_pred, risk, *, confidence: float) -> Estimate:
-    est = performance.auroc(y_true, risk, confidence=confidence)
-    if not est.ok:
-        return est
-    y, _ = _labelled(y_true, risk)
-    n_events = int((y == 1).sum())
-    # DeLong's interval collapses to [1, 1] at AUROC 1, common in small groups; the score interval cannot
-    lower, upper = intervals.auroc_interval(est.value, n_events=n_events, n_non_events=y.size - n_events,
-                                            confidence=confidence)
-    return Estimate(metric=est.metric, value=est.value, lower=lower, upper=upper, method="Newcombe score", n=est.n)
-
-
-def _m_sensitivity(y_true, y_pred, *, confidence: float) -> Estimate:
-    y, d = _labelled(y_true, y_pred)
-    events = y == 1
-    if not events.any():
-        return _estimate("sensitivity", math.nan, y.size, _ERR_NO_EVENTS.format(metric="sensitivity"))
-    value = true_positive_rate(y.astype(int), d.astype(int), pos_label=1)
-    return _rate("sensitivity", value, (d[events] == 1).sum(), events.sum(), y.size, confidence)
-
-
-def _m_false_positive_rate(y_true, y_pred, *, confidence: float) -> Estimate:
-    y, d = _labelled(y_true, y_pred)
-    non_events = y == 0
-    if not non_events.any():
-        return _estimate("false_positive_rate", math.nan, y.size, _ERR_NO_NON_EVENTS.format(metric="the false-positive rate"))
-    value = false_positive_rate(y.astype(int), d.astype(int), pos_label=1)
-    return _rate("false_positive_rate", value, (d[non_events] == 1).sum(), non_events.sum(), y.size, confidence)
-
-
-def _m_ppv(y_true, y_pred, *, confidence: float) -> Estimate:
-    y, d = _labelled(y_true, y_pred)
-    selected = d == 1
-    if not selected.any():
-        return _estimate("ppv", math.nan, y.size, _ERR_NONE_SELECTED)
-    hits = int((y[selected] == 1).sum())
-    return _rate("ppv", hits / selected.sum(), hits, selected.sum(), y.size, confidence)
-
-
-def _m_selection_rate(y_true, y_pred, *, confidence: float) -> Estimate:
-    d = np.asarray(y_pred)
-    value = selection_rate(y_true, y_pred, pos_label=1)
-    return _rate("selection_rate", value, (d == 1).sum(), d.size, d.size, confidence)
-
-
-def _m_observed_expected(y_true, y_pred, risk, *, confidence: float) -> Estimate:
-    return performance.observed_expected(y_true, risk, confidence=confidence)
-
-
-def _m_calibration_slope(y_true, y_pred, risk, *, confidence: float) -> Estimate:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        est = performance.calibration_slope(y_true, risk, confidence=confidence)
-    if est.ok and any(issubclass(w.category, PerfectSeparationWarning) for w in caught):
-        return _estimate("calibration_slope", math.nan, est.n, _ERR_SEPARATION)
-    return est
-
-
-_CALLABLES = {
-    "prevalence": _m_prevalence,
-    "auroc": _m_auroc,
-    "sensitivity": _m_sensitivity,
-    "false_positive_rate": _m_false_positive_rate,
-    "ppv": _m_ppv,
-    "selection_rate": _m_selection_rate,
-    "observed_expected": _m_observed_expected,
-    "calibration_slope": _m_calibration_slope,
-}
-_NEEDS_RISK = ("auroc", "observed_expected", "calibration_slope")
-_EQUALIZED_ODDS_PARTS = ("sensitivity", "false_positive_rate")
-
-
-def _metric_frame(y: np.ndarray, risk: np.ndarray, decision: np.ndarray, groups: pd.Series,
-                  confidence: float) -> MetricFrame:
-    """fairlearn's MetricFrame over all metrics; cells hold :class:`Estimate` values with intervals."""
-    return MetricFrame(
-        metrics={m: partial(fn, confidence=confidence) for m, fn in _CALLABLES.items()},
-        y_true=y,
-        y_pred=decision.astype(int),
-        sensitive_features=groups,
-        sample_params={m: {"risk": risk} for m in _NEEDS_RISK},
-    )
-
-
-def _rate_counts(y: np.ndarray, decision: np.ndarray) -> dict[str, tuple[int, int]]:
-    """``(count, total)`` of sensitivity and false-positive rate, for the equalized-odds interval."""
-    labelled = ~np.isnan(y)
-    events, non_events = labelled & (y == 1), labelled & (y == 0)
-    return {"sensitivity": (int((decision & events).sum()), int(events.sum())),
-            "false_positive_rate": (int((decision & non_events).sum()), int(non_events.sum()))}
+    def gap_table(self) -> pd.DataFrame:
+        """The gaps that can be flagged, for people: one row per period, group and flaggable
+        metric (a ratio for observed/expected, a difference otherwise), flagged rows first.
+
+        Columns: ``period, group, compared with, metric, gap, verdict, flagged``."""
+        from clinval.evidence import format_interval, format_number
+
+        d = self.disparities
+        wanted = d["metric"].isin(self.settings.flag_metrics) & (
+            d["measure"] == np.where(d["metric"] == "observed_expected", RATIO, DIFFERENCE))
+        rows = []
+        for r in d[wanted].itertuples(index=False):
+            if r.status != OK:
+                gap = "—"
+                verdict = "not shown: too few patients (suppressed)" if "suppressed" in str(r.status) else "not computed"
+            else:
+                gap = format_interval(r.value, r.lower, r.upper, confidence=self.settings.confidence)
+                if r.measure == RATIO:
+                    gap = f"{gap.split(' ', 1)[0]} times{(' ' + gap.split(' ', 1)[1]) if ' ' in gap else ''}"
+                elif r.value > 0:
+                    gap = "+" + gap
+                verdict = "flagged" if r.flagged else (
+                    "too uncertain to judge" if _too_wide(r.measure, r.metric, r.lower, r.upper, self.settings)
+                    else "within tolerance")
+            rows.append({"period": r.period, "group": _describe(r.attribute, r.group),
+                         "compared with": _describe(r.attribute, r.reference_group) if r.reference_group else "—",
+                         "metric": METRIC_LABELS[r.metric], "gap": gap, "verdict": verdict, "flagged": bool(r.flagged)})
+        table = pd.DataFrame(rows, columns=["period", "group", "compared with", "metric", "gap", "verdict", "flagged"])
+        return table.sort_values("flagged", ascending=False, kind="stable").reset_index(drop=True)
+
+    def flagged_attribute(self) -> str:
+        """The group column with the most flagged gaps (the intersection when none is flagged)."""
+        counts = pd.Series([f.attribute for f in self.flagged]).value_counts()
+        if len(counts):
+            return str(counts.index[0])
+        return next((a for a in self.attributes if INTERSECTION_SEPARATOR in a), self.attributes[-1])
 
 
 # ---------------------------------------------------------------------------- one period, one attribute
@@ -747,10 +342,6 @@ class _Inputs:
     labels_available: bool
 
 
-def _group_column(values: pd.Series) -> pd.Series:
-    return values if isinstance(values.dtype, pd.CategoricalDtype) else _as_groups(values)
-
-
 def _inputs(frame: pd.DataFrame, attribute: str, settings: FairnessSettings) -> _Inputs:
     y = pd.to_numeric(frame["label"], errors="coerce").astype("Float64").to_numpy(dtype=float, na_value=np.nan)
     risk = frame["predicted_risk"].to_numpy(dtype=float)
@@ -764,15 +355,6 @@ def _largest(counts: Mapping[str, int], order: Sequence[str]) -> str | None:
     """The largest group whose label has no "unknown" part (first in order on a tie)."""
     known = [g for g in order if not _is_unknown(g) and counts.get(g, 0) > 0]
     return max(known, key=lambda g: (counts[g], -order.index(g))) if known else None
-
-
-def _describe(attribute: str, group: str) -> str:
-    """How a group is named in a sentence: ``sex f``, ``age band 55-64``."""
-    return f"{attribute.replace('_', ' ')} {group}"
-
-
-def _capitalise(text: str) -> str:
-    return text[:1].upper() + text[1:]
 
 
 def _where(period: str | None) -> str:
@@ -792,8 +374,9 @@ class _GroupResult:
 
 
 def _analyse(frame: pd.DataFrame, *, attribute: str, settings: FairnessSettings,
-             hidden: Mapping[tuple[str, str], bool], reference: str | None,
-             period: str | None) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
+             hidden: Mapping[tuple[str, str], bool], reference: str | None, period: str | None,
+             outcome_hidden: Mapping[str, Mapping[tuple[str, str], bool]] | None = None,
+             ) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
     """Group table, disparity table and notes for one attribute in one period."""
     data = _inputs(frame, attribute, settings)
     where = _where(period)
@@ -815,19 +398,24 @@ def _analyse(frame: pd.DataFrame, *, attribute: str, settings: FairnessSettings,
         sel = np.ones(data.y.size, dtype=bool) if is_overall else (data.groups == g).to_numpy()
         res.counts = _rate_counts(data.y[sel], data.decision[sel])
         labelled = data.y[sel][~np.isnan(data.y[sel])]
+        key = ("", OVERALL_GROUP) if is_overall else (attribute, g)
         for m in METRICS:
             est: Estimate = estimates[g][m]
             status, value, lower, upper = est.status, est.value, est.lower, est.upper
+            small = outcome_hidden is not None and any(outcome_hidden[c].get(key, True) for c in _OUTCOME_CELLS[m])
             if m in _LABEL_METRICS and not data.labels_available:
                 status = LABELS_NOT_AVAILABLE
             elif m in _LABEL_METRICS and labelled.size == 0:
                 status = _ERR_NO_LABELS_GROUP
+            elif small:
+                status = SUPPRESSED_RATE.format(k=settings.min_cell_size)
             if status != OK:
                 value = lower = upper = math.nan
             res.value[m], res.status[m], res.interval[m] = value, status, (lower, upper)
             rows.append({"attribute": attribute, "group": g, "n": res.n, "suppressed": False, "metric": m,
                          "value": value, "lower": lower, "upper": upper, "status": status})
-        if not is_overall and labelled.size and labelled.min() == labelled.max():
+        outcomes_shown = outcome_hidden is None or not any(outcome_hidden[c].get(key, True) for c in ("events", "non_events"))
+        if outcomes_shown and not is_overall and labelled.size and labelled.min() == labelled.max():
             what = "no events" if labelled.max() == 0 else "only events (no non-events)"
             lost = [METRIC_LABELS[m] for m in METRICS if m in _LABEL_METRICS and math.isnan(res.value[m])]
             notes.append({"attribute": attribute, "note": _capitalise(_NOTE_ONE_CLASS.format(
@@ -839,178 +427,6 @@ def _analyse(frame: pd.DataFrame, *, attribute: str, settings: FairnessSettings,
 
 
 _GROUP_COLUMNS = ("attribute", "group", "n", "suppressed", "metric", "value", "lower", "upper", "status")
-_DISPARITY_COLUMNS = ("attribute", "group", "reference_group", "metric", "measure", "value", "lower", "upper",
-                      "tolerance", "flagged", "status", "sentence")
-
-
-# ---------------------------------------------------------------------------- disparities
-
-
-def _tolerance(measure: str, metric: str, settings: FairnessSettings) -> str:
-    if measure == RATIO:
-        return f"{settings.tolerance_ratio:g} to {1 / settings.tolerance_ratio:.4g}"
-    if metric == EQUALIZED_ODDS:
-        return f"<= {settings.tolerance_difference:g}"
-    return f"±{settings.tolerance_difference:g}"
-
-
-def _beyond(measure: str, metric: str, lower: float, upper: float, settings: FairnessSettings) -> bool:
-    if math.isnan(lower) or math.isnan(upper):
-        return False
-    tol = settings.tolerance_difference
-    if measure == RATIO:
-        return upper < settings.tolerance_ratio or lower > 1 / settings.tolerance_ratio
-    if metric == EQUALIZED_ODDS:
-        return lower > tol
-    return lower > tol or upper < -tol
-
-
-def _too_wide(measure: str, metric: str, lower: float, upper: float, settings: FairnessSettings) -> bool:
-    """The interval holds both "no gap" and a gap beyond the tolerance: the data cannot tell them apart."""
-    tol = settings.tolerance_difference
-    if measure == RATIO:
-        return lower <= 1 <= upper and (lower < settings.tolerance_ratio or upper > 1 / settings.tolerance_ratio)
-    if metric == EQUALIZED_ODDS:
-        return lower <= 0 and upper > tol
-    return lower <= 0 <= upper and (lower < -tol or upper > tol)
-
-
-def _sentence(*, measure: str, metric: str, who: str, ref: str, value: float, lower: float, upper: float,
-              status: str, flagged: bool, settings: FairnessSettings, where: str) -> str:
-    name = METRIC_LABELS[metric]
-    conf = f"{settings.confidence:.0%}"
-    has_ci = not (math.isnan(lower) or math.isnan(upper))
-    if metric == EQUALIZED_ODDS:
-        ci = f" ({conf} CI {lower:.2f} to {upper:.2f})" if has_ci else ""
-        body = (f"the {name} between {who} and {ref} (the larger of their sensitivity and false-positive-rate "
-                f"gaps) is {value:.2f}{ci}")
-    elif measure == DIFFERENCE:
-        ci = f", {conf} CI {lower:+.2f} to {upper:+.2f}" if has_ci else ""
-        direction = "higher" if value > 0 else "lower"
-        body = (f"{name} for {who} is {abs(value):.2f} {direction} than for {ref} (difference {value:+.2f}{ci})"
-                if value != 0 else f"{name} for {who} is the same as for {ref} (difference 0.00{ci})")
-    else:
-        ci = f" ({conf} CI {lower:.2f} to {upper:.2f})" if has_ci else ""
-        body = f"{name} for {who} is {value:.2f} times that for {ref}{ci}"
-    tol = settings.tolerance_difference
-    if flagged:
-        verdict = (f", outside the {settings.tolerance_ratio:g} to {1 / settings.tolerance_ratio:.3g} tolerance."
-                   if measure == RATIO else f", beyond the {tol:.2f} tolerance.")
-    elif not has_ci:
-        verdict = f"; no interval could be computed ({status.removeprefix('insufficient data: ')}), so it is not flagged."
-    elif metric not in settings.flag_metrics:
-        verdict = f"; {name} is reported, not flagged."
-    elif _too_wide(measure, metric, lower, upper, settings):
-        verdict = ("; the interval holds both no gap and a gap beyond the tolerance, too wide to judge at this "
-                   "group size, so it is not flagged.")
-    elif measure == RATIO:
-        verdict = (f"; the interval does not lie entirely outside {settings.tolerance_ratio:g} to "
-                   f"{1 / settings.tolerance_ratio:.3g}, so it is not flagged.")
-    else:
-        verdict = f"; the interval does not lie entirely beyond the {tol:.2f} tolerance, so it is not flagged."
-    return _capitalise(where + body + verdict)
-
-
-def _row(attribute: str, group: str, reference: str | None, metric: str, measure: str, tolerance: str,
-         status: str, sentence: str, value: float = math.nan, lower: float = math.nan,
-         upper: float = math.nan, flagged: bool = False) -> dict:
-    return {"attribute": attribute, "group": group, "reference_group": reference, "metric": metric,
-            "measure": measure, "value": value, "lower": lower, "upper": upper, "tolerance": tolerance,
-            "flagged": flagged, "status": status, "sentence": sentence}
-
-
-def _not_computed(attribute: str, group: str, reference: str | None, metric: str, measure: str, reason: str,
-                  settings: FairnessSettings, where: str) -> dict:
-    what = METRIC_LABELS.get(metric, "disparities")
-    ref = "the reference group" if reference is None else _describe(attribute, reference)
-    if measure:
-        sentence = f"{where}the {measure} in {what} between {_describe(attribute, group)} and {ref} was not computed: {reason}."
-    else:
-        sentence = f"{where}{what} were not computed for {attribute.replace('_', ' ')}: {reason}."
-    return _row(attribute, group, reference, metric, measure, _tolerance(measure, metric, settings) if measure else "",
-                _NOT_COMPUTED.format(reason=reason), _capitalise(sentence))
-
-
-def _triple(res: _GroupResult, metric: str) -> tuple[float, float, float]:
-    return (res.value[metric], *res.interval[metric])
-
-
-def _largest_gap(group: _GroupResult, reference: _GroupResult, confidence: float) -> tuple[float, float]:
-    """Interval of the equalized-odds difference: Newcombe intervals of the sensitivity and
-    false-positive-rate gaps at the Bonferroni level, combined by :func:`intervals.largest_gap_interval`."""
-    level = 1 - (1 - confidence) / len(_EQUALIZED_ODDS_PARTS)
-    gaps = []
-    for part in _EQUALIZED_ODDS_PARTS:
-        triples = []
-        for res in (group, reference):
-            count, total = res.counts[part]
-            triples.append((count / total, *intervals.rate_interval(count, total, confidence=level)))
-        gaps.append((triples[0][0] - triples[1][0], *intervals.difference_interval(*triples)))
-    return intervals.largest_gap_interval(gaps)
-
-
-def _disparities(*, attribute: str, order: list[str], results: Mapping[str, _GroupResult], reference: str | None,
-                 settings: FairnessSettings, where: str) -> tuple[pd.DataFrame, list[dict]]:
-    rows, notes = [], []
-    if len(order) == 1:
-        reason = _REASON_SINGLE_GROUP.format(attribute=attribute.replace("_", " "), group=order[0])
-        rows.append(_not_computed(attribute, order[0], order[0], "all", "", reason, settings, where))
-        notes.append({"attribute": attribute, "note": _capitalise(_NOTE_SINGLE.format(
-            where=where, attribute=attribute.replace("_", " "), group=order[0]))})
-        return pd.DataFrame(rows, columns=list(_DISPARITY_COLUMNS)), notes
-    if reference is None:
-        whole = _REASON_NO_REFERENCE
-    elif reference not in results:
-        whole = _REASON_ABSENT.format(ref=_describe(attribute, reference))
-    elif results[reference].hidden:
-        whole = _REASON_SUPPRESSED.format(who=f"the reference group {_describe(attribute, reference)}")
-    else:
-        whole = None
-    if whole is not None:
-        notes.append({"attribute": attribute, "note": _capitalise(_NOTE_REFERENCE.format(
-            where=where, attribute=attribute.replace("_", " "), reason=whole))})
-    ref_text = _describe(attribute, reference) if reference is not None else ""
-    for g in order:
-        if g == reference:
-            continue
-        who = _describe(attribute, g)
-        reason_group = whole or (_REASON_SUPPRESSED.format(who=who) if results[g].hidden else None)
-        for metric in [*METRICS, EQUALIZED_ODDS]:
-            measures = (DIFFERENCE,) if metric == EQUALIZED_ODDS else (DIFFERENCE, RATIO)
-            parts = _EQUALIZED_ODDS_PARTS if metric == EQUALIZED_ODDS else (metric,)
-            reason = reason_group
-            if reason is None:
-                for part in parts:
-                    for name, res in ((who, results[g]), (ref_text, results[reference])):
-                        if reason is None and math.isnan(res.value[part]):
-                            reason = _REASON_METRIC.format(metric=METRIC_LABELS[part], who=name,
-                                                           status=res.status[part].removeprefix("insufficient data: "))
-            for measure in measures:
-                if reason is not None:
-                    rows.append(_not_computed(attribute, g, reference, metric, measure, reason, settings, where))
-                    continue
-                rg, rr = results[g], results[reference]
-                if metric == EQUALIZED_ODDS:
-                    value = max(abs(rg.value[p] - rr.value[p]) for p in parts)
-                    lower, upper = _largest_gap(rg, rr, settings.confidence)
-                elif measure == DIFFERENCE:
-                    value = rg.value[metric] - rr.value[metric]
-                    lower, upper = intervals.difference_interval(_triple(rg, metric), _triple(rr, metric))
-                else:
-                    negative = next((name for name, res in ((who, rg), (ref_text, rr)) if res.interval[metric][0] < 0), None)
-                    if rr.value[metric] == 0 or negative is not None:
-                        why = (f"{METRIC_LABELS[metric]} for {ref_text} is 0, so a ratio is undefined" if negative is None
-                               else _REASON_NEGATIVE.format(metric=METRIC_LABELS[metric], who=negative))
-                        rows.append(_not_computed(attribute, g, reference, metric, measure, why, settings, where))
-                        continue
-                    value = rg.value[metric] / rr.value[metric]
-                    lower, upper = intervals.ratio_interval(_triple(rg, metric), _triple(rr, metric))
-                flagged = metric in settings.flag_metrics and _beyond(measure, metric, lower, upper, settings)
-                sentence = _sentence(measure=measure, metric=metric, who=who, ref=ref_text, value=value, lower=lower,
-                                     upper=upper, status=OK, flagged=flagged, settings=settings, where=where)
-                rows.append(_row(attribute, g, reference, metric, measure, _tolerance(measure, metric, settings),
-                                 OK, sentence, float(value), lower, upper, flagged))
-    return pd.DataFrame(rows, columns=list(_DISPARITY_COLUMNS)), notes
 
 
 # ---------------------------------------------------------------------------- public: one table
@@ -1066,7 +482,11 @@ def _single(log: pd.DataFrame, attribute: str, settings: FairnessSettings) -> tu
     elif reference not in counts.index:
         raise InputError(_ERR_REFERENCE_GROUP.format(group=reference, attribute=attribute, groups=_order(groups[attribute])))
     work = frame[list(_COLUMNS)].assign(**{attribute: groups[attribute]})
-    table, disp, _ = _analyse(work, attribute=attribute, settings=settings, hidden=hidden, reference=reference, period=None)
+    y = pd.to_numeric(frame["label"], errors="coerce").astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    outcome_hidden = _outcome_suppression(groups, y, frame["predicted_risk"].to_numpy(dtype=float) >= settings.threshold,
+                                          settings.min_cell_size)
+    table, disp, _ = _analyse(work, attribute=attribute, settings=settings, hidden=hidden, reference=reference, period=None,
+                              outcome_hidden=outcome_hidden)
     return table, disp
 
 
@@ -1205,12 +625,15 @@ def audit_over_time(log: pd.DataFrame, *, attributes: Sequence[str], bands: Mapp
         part_groups = groups.loc[rows]
         part = frame.loc[rows, list(_COLUMNS)]
         hidden = _suppression(part_groups, settings.min_cell_size)
+        y_part = pd.to_numeric(part["label"], errors="coerce").astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+        outcome_hidden = _outcome_suppression(part_groups, y_part, part["predicted_risk"].to_numpy(dtype=float) >= settings.threshold,
+                                              settings.min_cell_size)
         if part["label"].isna().all():
             notes.append({"period": period, "attribute": None, "note": _NOTE_NO_LABELS.format(where=_where(period))})
         for c in columns:
             work = part.assign(**{c: part_groups[c]})
             table, disp, more = _analyse(work, attribute=c, settings=settings, hidden=hidden,
-                                         reference=references[c], period=period)
+                                         reference=references[c], period=period, outcome_hidden=outcome_hidden)
             group_tables.append(table.assign(period=period))
             disparity_tables.append(disp.assign(period=period))
             notes += [{"period": period, **n} for n in more]

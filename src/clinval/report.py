@@ -98,7 +98,13 @@ table.clinval caption { text-align: left; font-weight: 600; padding: 4px 0; }
 .alert, .bad, .fail { color: #a40000; font-weight: 600; } .ok, .pass { color: #0a6b2d; font-weight: 600; }
 .banner { border: 2px solid; padding: .6em 1em; margin: 1em 0; }
 .banner.bad { border-color: #a40000; background: #fdecea; } .banner.ok { border-color: #0a6b2d; background: #edf7ed; }
-img.dashboard { max-width: 100%; } table.trace { table-layout: fixed; }
+img.dashboard { max-width: 100%; height: auto; } table.trace { table-layout: fixed; }
+td.digest code { display: inline-block; max-width: 16em; }
+.verdict { border: 1px solid #c9d3dd; border-left: 5px solid #0b57a4; background: #f5f8fb; padding: .5em 1em; margin: 1em 0; }
+.verdict.attention { border-left-color: #b3261e; background: #fdf5f4; }
+.verdict p { margin: .3em 0; }
+@media (max-width: 600px) { body { margin: .5em auto; } table { display: block; overflow-x: auto; }
+  p, li, h1, h2, h3 { overflow-wrap: anywhere; } }
 footer { margin-top: 3em; color: #666; font-size: 12px; }
 .signoff h1 { font-size: 18px; } .wet td { height: 2.6em; }
 @media print { body { margin: 0; max-width: none; } a { color: inherit; text-decoration: none; }
@@ -113,6 +119,7 @@ def _esc(value: Any) -> str:
 def _page(title: str, body: Iterable[str]) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_esc(title)}</title><style>{_STYLE}</style></head><body>"
         + "".join(body)
         + f"<footer>Made by clinval {_esc(__version__)}.</footer></body></html>\n"
@@ -179,12 +186,28 @@ class AlertCounts:
     open: int
     invalid: tuple[str, ...] = ()
 
+    def verdict(self) -> str:
+        """The overall verdict and the next step, as HTML (code in ``<code>``)."""
+        from clinval.evidence import plural
+
+        total = sum(n for _, n in self.by_record)
+        if self.open:
+            verb = "awaits" if self.open == 1 else "await"
+            return (f"{plural(self.open, 'alert')} {verb} a decision. Next step: <code>clinval review list</code>, "
+                    "then <code>clinval review approve</code> or <code>clinval review reject</code> for each.")
+        if total:
+            return (f"Every alert is decided ({self.approved} approved, {self.rejected} rejected). Next step: "
+                    "<code>make run</code> builds and revalidates a candidate for each approved alert.")
+        return "No record raised an alert: nothing awaits a decision."
+
     def sentence(self) -> str:
         """One line for a person."""
         total = sum(n for _, n in self.by_record)
         if not total:
             return "No alerts in any record."
-        per_record = ", ".join(f"{n} in {name}" for name, n in self.by_record if n)
+        from clinval.evidence import human_label
+
+        per_record = ", ".join(f"{n} in {human_label(name)}" for name, n in self.by_record if n)
         line = (f"Alerts: {per_record} ({total} in all); decided {self.approved + self.rejected} "
                 f"({self.approved} approved, {self.rejected} rejected), open {self.open}.")
         if self.invalid:
@@ -337,27 +360,46 @@ def write_index(
         raise FileNotFoundError(MSG_NO_RECORDS.format(reports=reports_dir))
     approvals = read_approvals(approvals_dir) if approvals_dir is not None else []
     counts = alert_counts(records, approvals=approvals)
+    from clinval.evidence import human_label, plural
+
     rows = []
+    studies = sorted({(r.get("study") or {}).get("name") or "" for r in records} - {""})
+    data = sorted({(r.get("study") or {}).get("data_sha256") or "" for r in records} - {""})
     for r in records:
         alerts = r.get("alerts") or []
-        alert_text = f'<span class="alert">{len(alerts)} alert(s)</span>' if alerts else "no alerts"
-        link = f'<a href="{_esc(r["_html"])}">{_esc(r.get("title", r["record"]))}</a>' if r["_html"] else _esc(r["record"])
+        alert_text = f'<span class="alert">{plural(len(alerts), "alert")}</span>' if alerts else "no alerts"
+        title = human_label(r.get("title", r["record"]))
+        link = f'<a href="{_esc(r["_html"])}">{_esc(title)}</a>' if r["_html"] else _esc(title)
         rows.append(
             "<tr>"
             f"<td>{link}</td>"
             f"<td>{_esc(r.get('status', ''))}</td>"
             f"<td>{alert_text}</td>"
-            f"<td><code>html {r['_html_sha256'] or '—'}</code><br><code>json {r['_json_sha256']}</code></td>"
+            f"<td class=\"digest\"><code>html {r['_html_sha256'] or '—'}</code><br><code>json {r['_json_sha256']}</code></td>"
             "</tr>"
         )
     alert_class = "alert" if counts.open or counts.invalid else ""
+    if len(studies) > 1 or len(data) > 1:
+        study_line = ('<p class="bad">These records come from different studies or data ('
+                      + _esc("; ".join(studies + [d[:12] for d in data])) + "): the run is mixed. Run <code>make run</code> "
+                      "again before relying on them.</p>")
+    else:
+        study_line = (f"<p>Study: {_esc(studies[0])}" + (f" (data SHA-256 <code>{_esc(data[0][:12])}</code>)" if data else "")
+                      + ".</p>") if studies else ""
+    verdict_class = "verdict attention" if counts.open or counts.invalid or len(studies) > 1 or len(data) > 1 else "verdict"
+    links = " · ".join([f'<a href="{_esc(r["_html"])}">{_esc(human_label(r.get("title", r["record"])))}</a>'
+                        for r in records if r["_html"]]
+                       + ['<a href="pccp_report.html">PCCP report</a> and its <a href="pccp_report.html#signoff">sign-off '
+                          "page</a> (written by <code>clinval report pccp</code>)"])
     return atomic_write_text(out, _page("clinval evidence index", [
         "<h1>clinval evidence index</h1>",
+        f'<section class="{verdict_class}">{study_line}<p><strong>{counts.verdict()}</strong></p>'
+        f"<p>Records: {links}.</p></section>",
         "<p class=\"lead\">Each record is a self-contained HTML page showing aggregates only; "
         "its JSON twin holds every number it shows. Digests are SHA-256. Who ran and signed what, and when, "
         "is in the audit ledger (<code>clinval audit show</code>, <code>clinval report pccp</code>).</p>",
         f'<p class="{alert_class}">{_esc(counts.sentence())}</p>',
-        "<table><thead><tr><th>record</th><th>status</th><th>alerts</th><th>digests</th></tr></thead>",
+        "<table><thead><tr><th>Record</th><th>Status</th><th>Alerts</th><th>Digests (SHA-256)</th></tr></thead>",
         f"<tbody>{''.join(rows)}</tbody></table>",
         "<h2>Monitored performance</h2>",
         "<p class=\"lead\">How well the locked model ranked and calibrated risk in each period: AUROC "
@@ -562,7 +604,7 @@ def _plan_problems(records: Sequence[Mapping[str, Any]], plan_sha256: str | None
 def _banners(verification: VerifyResult, problems: Sequence[str]) -> str:
     """The ledger verification (green or red), then any other problem with the inputs (red)."""
     if verification.ok:
-        text = MSG_LEDGER_OK.format(result=verification) + (" Nothing has been recorded or signed yet."
+        text = MSG_LEDGER_OK.format(result=str(verification).rstrip(".") + ".") + (" Nothing has been recorded or signed yet."
                                                              if verification.size == 0 else "")
         if verification.checkpoint is not None:
             text += f" It extends its signed checkpoint of {verification.checkpoint.size} entries."
@@ -592,15 +634,20 @@ def _overview(plan: ChangeControlPlan, records, trail: _Trail, plan_file, plan_s
     promoted = [c for c, _ in candidates if trail.latest(["model_version"], candidate_id=c["id"])]
     decided = [a for a in alerts if a["id"] in trail.gate.decisions]
     passing = [c for c, _ in candidates if not _criteria_failed(c)]
-    summary = (f"Plan version {plan.version}. The evidence records raised {len(alerts)} alert(s), of which "
-               f"{len(decided)} have a signed decision in the verified ledger; the ledger records {len(candidates)} "
-               f"candidate model(s) built under the plan, {len(passing)} met every acceptance criterion and "
-               f"{len(promoted)} were promoted.")
+    from clinval.evidence import human_label, plural
+
+    summary = (f"Plan version {plan.version}. The evidence records raised {plural(len(alerts), 'alert')}, of which "
+               f"{len(decided)} {'has' if len(decided) == 1 else 'have'} a signed decision in the verified ledger; "
+               f"the ledger records {plural(len(candidates), 'candidate model')} built under the plan, "
+               f"{len(passing)} met every acceptance criterion and {len(promoted)} "
+               f"{'was' if len(promoted) == 1 else 'were'} promoted.")
+    links = " · ".join(f'<a href="{_esc(r["_html"])}">{_esc(human_label(r.get("title", r["record"])))}</a>'
+                       for r in records if r["_html"])
     v = trail.verification
     inputs = pd.DataFrame(
         [("change control plan", str(plan_file or "not given"), plan_sha256 or "—")]
-        + [(r.get("title", r["record"]), r["_json"], r["_json_sha256"]) for r in records]
-        + [(r.get("title", r["record"]), r["_html"], r["_html_sha256"]) for r in records if r["_html"]]
+        + [(human_label(r.get("title", r["record"])), r["_json"], r["_json_sha256"]) for r in records]
+        + [(human_label(r.get("title", r["record"])), r["_html"], r["_html_sha256"]) for r in records if r["_html"]]
         + [("audit ledger", f"{v.size} entries, head", v.head or "none"),
            ("audit ledger", "genesis key", v.genesis_key or "none")],
         columns=["input", "file", "sha256"])
@@ -613,6 +660,8 @@ def _overview(plan: ChangeControlPlan, records, trail: _Trail, plan_file, plan_s
         "Overview", "This page reports, from the evidence records and the audit ledger, how the model was "
         "monitored and changed under its predetermined change control plan.",
         _para(summary if records else "No evidence records were found: run the pipeline (`dvc repro`) first."),
+        f"<p>Evidence records: {links}; the <a href=\"index.html\">index</a> and the "
+        "<a href=\"#signoff\">sign-off page</a>.</p>" if links else "",
         pin,
         html_table(inputs, caption="Inputs of this report"),
     )
@@ -628,8 +677,11 @@ def _description_of_modifications(plan: ChangeControlPlan, records, trail: _Trai
     leads_to: dict[str, list[str]] = {}
     for trigger in plan.triggers.values():
         leads_to.setdefault(trigger.modification or "", []).append(trigger.name)
+    from clinval.evidence import human_label
+
     allowed = pd.DataFrame(
-        [(m.name, m.description, m.approval, ", ".join(leads_to.get(m.name, [])) or "none")
+        [(human_label(m.name), m.description, m.approval,
+          ", ".join(map(human_label, leads_to.get(m.name, []))) or "none")
          for m in plan.modifications.values()],
         columns=["modification", "what changes", "approval", "triggered by"])
     locked = pd.DataFrame([("features", ", ".join(plan.locked_features)), ("model family", plan.locked_model_family),
@@ -709,9 +761,11 @@ def _data_management(plan: ChangeControlPlan, trail: _Trail) -> str:
 def _retraining(plan: ChangeControlPlan, records, trail: _Trail, approvals: Sequence[Approval]) -> str:
     from clinval.review import check_approval
 
-    triggers = pd.DataFrame([(t.name, t.source, t.description, t.modification or "review only")
+    from clinval.evidence import human_label
+
+    triggers = pd.DataFrame([(human_label(t.name), t.source, t.description, human_label(t.modification or "review only"))
                              for t in plan.triggers.values()], columns=["trigger", "source", "fires when", "leads to"])
-    alerts = [(a["id"], a.get("record"), a.get("period"), a.get("summary"), a.get("modification") or "review only",
+    alerts = [(a["id"], human_label(a.get("record") or ""), a.get("period"), a.get("summary"), a.get("modification") or "review only",
                "; ".join(trail.signature_text(d) for d in trail.decisions(a["id"])) or "OPEN: no signed decision")
               for a in _alerts(records)]
     notes = []
@@ -735,12 +789,43 @@ def _retraining(plan: ChangeControlPlan, records, trail: _Trail, approvals: Sequ
         level=3)
 
 
+_CRITERION_NAMES = {"auroc_noninferiority": "AUROC non-inferiority", "calibration_slope": "Calibration slope",
+                    "observed_expected": "Observed/expected", "subgroup_auroc": "Subgroup AUROC"}
+
+
+def _criterion_text(name: str, rule: Mapping[str, Any] | None) -> str | None:
+    """An acceptance criterion of the plan in words (None: say it as the plan does)."""
+    if not isinstance(rule, Mapping):
+        return None
+    try:
+        if name == "auroc_noninferiority":
+            return (f"the lower 95% bound of AUROC(candidate) − AUROC(locked) lies above −{float(rule['margin']):g} "
+                    "(paired DeLong)")
+        if name == "calibration_slope":
+            low, high = rule["bounds"]
+            return f"the slope lies between {float(low):g} and {float(high):g} and its 95% CI includes 1"
+        if name == "observed_expected":
+            return f"the 95% CI of observed/expected includes {float(rule['includes']):g}"
+        if name == "subgroup_auroc":
+            waive = rule.get("waive_not_estimable")
+            return (f"in no sensitive group is the candidate's AUROC worse than the locked model's beyond "
+                    f"{float(rule['margin']):g} (upper 95% bound of the paired difference); a group too small to "
+                    + ("judge is waived as the plan says" if waive else "judge fails the criterion"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None
+
+
 def _performance_evaluation(plan: ChangeControlPlan, trail: _Trail) -> str:
     from clinval.pccp import plan_summary
 
     summary = plan_summary(plan)
     criteria = summary[summary["section"] == "acceptance criterion"][["item", "plan"]].rename(
         columns={"item": "criterion", "plan": "requirement (from the plan)"})
+    criteria = criteria.assign(**{"requirement (from the plan)": [
+        _criterion_text(name, plan.criteria.get(name)) or text
+        for name, text in zip(criteria["criterion"], criteria["requirement (from the plan)"])]})
+    criteria["criterion"] = criteria["criterion"].map(_CRITERION_NAMES.get).fillna(criteria["criterion"])
     results = [html_table(pd.DataFrame(c.get("criteria") or [], columns=["criterion", "requirement", "result", "passed"]),
                           caption=f"{c['id']}: {'REJECT' if _criteria_failed(c) else 'PROMOTE'} "
                                   f"(ledger {trail.seq_text(entry)})") for c, entry in trail.candidates()]
@@ -930,9 +1015,10 @@ def _signoff(trail: _Trail, keys: Sequence[RegisteredKey]) -> str:
     section = signoff_section(trail.entries, keys=keys, verification=trail.verification, title=SIGNOFF_TITLE)
     wet = "".join("<tr><td></td><td></td><td></td><td></td></tr>" for _ in range(3))
     return (
-        '<section class="page signoff">' + section
+        '<section class="page signoff" id="signoff">' + section
         + "<h2>Signatures on paper</h2><p class=\"lead\">For a reviewer who signs this printed report; the electronic "
           "signatures above are the binding record.</p>"
           "<table class=\"wet\"><tr><th>Printed name</th><th>Signature</th><th>Date (UTC)</th>"
           f"<th>Meaning (reviewed, approved)</th></tr>{wet}</table></section>"
     )
+

@@ -18,7 +18,7 @@ from matplotlib import colormaps
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
-from clinval import performance
+from clinval import disclosure
 from clinval.fairness import DIFFERENCE, METRIC_LABELS, OVERALL_GROUP, RATIO, UNKNOWN, FairnessAudit
 from clinval.plots import PALETTE
 from clinval.privacy import DEFAULT_MIN_CELL_SIZE
@@ -254,23 +254,25 @@ def calibration_by_group(log: pd.DataFrame, *, attribute: str, n_bins: int = 5,
         if g in hidden or sel.sum() < min_cell_size:
             skipped.append(g)
             continue
-        curve = performance.calibration_curve(y[sel], risk[sel], n_bins=n_bins, confidence=confidence,
-                                              min_cell_size=min_cell_size).table
-        curve = curve[curve["n"] >= min_cell_size]  # never a point on fewer patients
+        # every point holds min_cell_size events and non-events, like every published rate
+        curve = disclosure.calibration_table(y[sel], risk[sel], n_bins=n_bins, confidence=confidence,
+                                             min_cell_size=min_cell_size)
         if curve.empty:
             skipped.append(g)
             continue
         colour = PALETTE[drawn % len(PALETTE)]
         drawn += 1
-        ax.errorbar(curve["mean_predicted"], curve["observed"],
-                    yerr=[curve["observed"] - curve["lower"], curve["upper"] - curve["observed"]],
+        observed = curve["observed"].to_numpy(dtype=float)
+        ax.errorbar(curve["mean_predicted"].to_numpy(dtype=float), observed,
+                    yerr=np.vstack([observed - curve["lower"].to_numpy(dtype=float),
+                                    curve["upper"].to_numpy(dtype=float) - observed]),
                     fmt="-o", ms=3.5, lw=1, capsize=2, color=colour, label=g)
         top = max(top, float(curve["upper"].max()), float(curve["mean_predicted"].max()))
     top = min(1.0, top * 1.05) if top > 0 else 1.0
     ax.plot([0, top], [0, top], ls="--", color="grey", lw=1, label="ideal")
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
-    footnote = (f"\nNot drawn (fewer than {min_cell_size} labelled patients, or suppressed): " + ", ".join(skipped)
+    footnote = (f"\nNot drawn (fewer than {min_cell_size} patients with or without the outcome, or suppressed): " + ", ".join(skipped)
                 if skipped else "")
     ax.set_xlabel("mean predicted risk" + footnote)
     ax.set_ylabel("observed event rate")
