@@ -161,11 +161,8 @@ def _prevalence_rows(log: pd.DataFrame, periods: Sequence[str], labelled: Sequen
 
 
 def _metric_functions() -> dict[str, callable]:
-    return {
-        "mean predicted risk": lambda f: float(f["predicted_risk"].mean()),
-        "O/E": lambda f: performance.observed_expected(f["label"], f["predicted_risk"]).value,
-        "AUROC": lambda f: performance.auroc(f["label"], f["predicted_risk"]).value,
-    }
+    # PeriodMetric: the same values as a per-frame call, resampled in blocks by spc (no frame per resample)
+    return {name: performance.PeriodMetric(name) for name in MONITORED_METRICS}
 
 
 def _charts(log: pd.DataFrame, periods: Sequence[str], labelled: Sequence[str], *, seed: int, n_resamples: int,

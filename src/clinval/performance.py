@@ -716,3 +716,79 @@ def evaluate_periods(log: pd.DataFrame, *, periods: list[str] | tuple[str, ...] 
         tables.append(table.assign(period=period))
     out = pd.concat(tables, ignore_index=True)
     return out[["period", *[c for c in out.columns if c != "period"]]]
+
+
+# ------------------------------------------------------------------ monitored metrics, resampled at once
+
+
+@dataclass(frozen=True)
+class PeriodMetric:
+    """A metric charted per period (:mod:`clinval.spc`): ``metric(frame)`` gives one
+    period's value; ``metric.resampled(frame, rows)`` gives it for many resamples of the
+    frame's records at once (``rows``: one row of record positions per resample), each
+    the same float the call on that resample gives, without a frame per resample.
+
+    ``name`` is one of :data:`PERIOD_METRICS`: ``"mean predicted risk"``, ``"O/E"``
+    (:func:`observed_expected`), ``"AUROC"`` (:func:`auroc`); NaN where undefined.
+    """
+
+    name: str
+
+    def __post_init__(self):
+        if self.name not in PERIOD_METRICS:
+            raise ValueError(f"unknown period metric {self.name!r}; one of {', '.join(PERIOD_METRICS)}")
+
+    def __call__(self, frame: pd.DataFrame) -> float:
+        if self.name == "mean predicted risk":
+            return float(frame["predicted_risk"].mean())
+        if self.name == "O/E":
+            return observed_expected(frame["label"], frame["predicted_risk"]).value
+        return auroc(frame["label"], frame["predicted_risk"]).value
+
+    def resampled(self, frame: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+        risk = frame["predicted_risk"].to_numpy(dtype=float)
+        label = frame["label"].to_numpy(dtype=float) if self.name != "mean predicted risk" else np.zeros(risk.size)
+        if np.isnan(risk).any() or np.isnan(label).any():  # missing values: each resample drops its own
+            return np.array([self(frame.iloc[r]) for r in rows], dtype=float)
+        if self.name == "mean predicted risk":
+            return risk[rows].sum(axis=1) / rows.shape[1]  # pandas' mean: sum / count
+        y = label.astype(np.int8)
+        if self.name == "O/E":
+            observed = y[rows].sum(axis=1).astype(np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(observed == 0, np.nan, observed / risk[rows].sum(axis=1))
+        return _resampled_auroc(y, risk, rows)
+
+
+PERIOD_METRICS = ("mean predicted risk", "O/E", "AUROC")
+"""Metrics :class:`PeriodMetric` computes (the control-charted ones)."""
+
+
+def _resampled_auroc(y: np.ndarray, risk: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """:func:`auroc` values of each resample, the same floats: midranks from counts per
+    distinct risk (``scipy.stats.rankdata``'s ``(below + at_or_below + 1) / 2``, exact in
+    floating point), DeLong's ``V10`` per event in the resample's order, then its mean."""
+    distinct, group = np.unique(risk, return_inverse=True)
+    k = distinct.size
+    b, n = rows.shape
+    g = group[rows]
+    event = y[rows] == 1
+    cell = (np.arange(b, dtype=np.intp)[:, None] * k + g)
+    at_all = np.bincount(cell.ravel(), minlength=b * k).reshape(b, k)
+    at_pos = np.bincount(cell[event], minlength=b * k).reshape(b, k)
+
+    def midranks(at: np.ndarray) -> np.ndarray:
+        upto = np.cumsum(at, axis=1)
+        return 0.5 * ((upto - at) + upto + 1).astype(np.float64)
+
+    rank_all, rank_pos = midranks(at_all), midranks(at_pos)
+    n_pos = event.sum(axis=1)
+    out = np.full(b, np.nan)
+    for i in range(b):
+        m = int(n_pos[i])
+        if min(m, n - m) < 2 or n < 2:  # auroc() needs two of each class
+            continue
+        gi = g[i][event[i]]
+        v10 = (rank_all[i, gi] - rank_pos[i, gi]) / (n - m)
+        out[i] = float(v10.mean())
+    return out
