@@ -121,3 +121,23 @@ def test_no_memo_outside_a_project(tmp_path, monkeypatch):
     (tmp_path / "notebooks").mkdir()
     monkeypatch.chdir(tmp_path / "notebooks")
     assert memo.memo_dir() == tmp_path.resolve() / ".clinval" / "memo"
+
+
+@pytest.mark.parametrize("threshold", [None, 0.2])
+def test_label_free_estimates_warm_equal_cold(tmp_path, monkeypatch, threshold):
+    y_ref, risk_ref = _period(4, 900)
+    estimator = pf.PerformanceEstimator.fit(y_ref, risk_ref)
+    _, risk = _period(5, 300)
+    monkeypatch.setenv(memo.MEMO_ENV, "off")
+    cold = estimator.estimate(risk, threshold=threshold, n_simulations=100, seed=3)
+    monkeypatch.setenv(memo.MEMO_ENV, str(tmp_path))
+    first = estimator.estimate(risk, threshold=threshold, n_simulations=100, seed=3)
+    monkeypatch.setattr(pf.PerformanceEstimator, "_estimate", lambda *a, **k: pytest.fail("recomputed"))
+    warm = estimator.estimate(risk, threshold=threshold, n_simulations=100, seed=3)
+    pd.testing.assert_frame_equal(cold, first, check_exact=True)
+    pd.testing.assert_frame_equal(cold, warm, check_exact=True)
+    other = pf.PerformanceEstimator.fit(*_period(6, 900))  # another calibrator: another entry
+    monkeypatch.undo()
+    monkeypatch.setenv(memo.MEMO_ENV, str(tmp_path))
+    other.estimate(risk, threshold=threshold, n_simulations=100, seed=3)
+    assert len(list((tmp_path / "performance.cbpe").glob("*.json"))) == 2

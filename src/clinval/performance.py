@@ -579,10 +579,21 @@ class PerformanceEstimator:
             One row per metric (:data:`CBPE_METRICS`), columns of :class:`Estimate`.
             ``value`` is the expected metric under the point calibrator (AUROC as a ratio
             of expected pair counts); ``lower``/``upper`` bound the realised value.
+            Memoised (:mod:`clinval.memo`) under the content hash of the calibrator, the
+            risks and the settings; the table is the same whether computed or read.
         """
-        metrics = CBPE_METRICS if threshold is not None else CBPE_METRICS[:3]
         risk = np.asarray(risk, dtype=float)
         risk = risk[~np.isnan(risk)]
+        knots = None if self.spline is None else (self.spline.bsplines_[0].t, repr(self.spline.get_params()))
+        key = memo.digest(self.coefficients, self.covariance, knots, self.n_reference, self.status, risk,
+                          None if threshold is None else float(threshold), float(confidence), int(n_simulations),
+                          int(seed), source=__file__)
+        return memo.memoised_table("performance.cbpe", key, lambda: self._estimate(
+            risk, threshold=threshold, confidence=confidence, n_simulations=n_simulations, seed=seed))
+
+    def _estimate(self, risk: np.ndarray, *, threshold: float | None, confidence: float, n_simulations: int,
+                  seed: int) -> pd.DataFrame:
+        metrics = CBPE_METRICS if threshold is not None else CBPE_METRICS[:3]
         problem = self.status if self.status != OK else (
             _ERR_TOO_FEW.format(n=risk.size, min_n=2) if risk.size < 2 else None)
         if problem:
