@@ -113,31 +113,13 @@ def test_warnings_are_raised_again_on_a_read(tmp_path, monkeypatch):
     assert table["a"].tolist() == [1.5]
 
 
-def test_no_memo_outside_a_project(tmp_path, monkeypatch):
+def test_the_memo_is_on_only_in_a_pipeline_stage_or_when_asked(tmp_path, monkeypatch):
     monkeypatch.delenv(memo.MEMO_ENV, raising=False)
-    monkeypatch.chdir(tmp_path)
-    assert memo.memo_dir() is None
-    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-    (tmp_path / "notebooks").mkdir()
-    monkeypatch.chdir(tmp_path / "notebooks")
-    assert memo.memo_dir() == tmp_path.resolve() / ".clinval" / "memo"
-
-
-@pytest.mark.parametrize("threshold", [None, 0.2])
-def test_label_free_estimates_warm_equal_cold(tmp_path, monkeypatch, threshold):
-    y_ref, risk_ref = _period(4, 900)
-    estimator = pf.PerformanceEstimator.fit(y_ref, risk_ref)
-    _, risk = _period(5, 300)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    assert memo.memo_dir() is None  # tests, simulations, JupyterLab
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))  # what DVC sets for a stage's command
+    assert memo.memo_dir() == tmp_path / ".clinval" / "memo"
     monkeypatch.setenv(memo.MEMO_ENV, "off")
-    cold = estimator.estimate(risk, threshold=threshold, n_simulations=100, seed=3)
-    monkeypatch.setenv(memo.MEMO_ENV, str(tmp_path))
-    first = estimator.estimate(risk, threshold=threshold, n_simulations=100, seed=3)
-    monkeypatch.setattr(pf.PerformanceEstimator, "_estimate", lambda *a, **k: pytest.fail("recomputed"))
-    warm = estimator.estimate(risk, threshold=threshold, n_simulations=100, seed=3)
-    pd.testing.assert_frame_equal(cold, first, check_exact=True)
-    pd.testing.assert_frame_equal(cold, warm, check_exact=True)
-    other = pf.PerformanceEstimator.fit(*_period(6, 900))  # another calibrator: another entry
-    monkeypatch.undo()
-    monkeypatch.setenv(memo.MEMO_ENV, str(tmp_path))
-    other.estimate(risk, threshold=threshold, n_simulations=100, seed=3)
-    assert len(list((tmp_path / "performance.cbpe").glob("*.json"))) == 2
+    assert memo.memo_dir() is None
+    monkeypatch.setenv(memo.MEMO_ENV, str(tmp_path / "elsewhere"))
+    assert memo.memo_dir() == tmp_path / "elsewhere"

@@ -13,10 +13,11 @@ the computation raised, which a read raises again (a notebook shows them). The m
 only an optimisation: a cold run and a run that reads the memo write identical records
 (``tests/test_memo.py`` checks it).
 
-Where: ``$CLINVAL_MEMO`` (a folder; ``off`` disables the memo), else ``.clinval/memo``
-under the nearest folder above the working directory that holds ``dvc.yaml``; outside a
-project there is no memo. ``.clinval/`` is git-ignored and is no DVC output, so the
-pipeline's outputs and ``dvc.lock`` do not depend on it.
+Where: ``$CLINVAL_MEMO`` (a folder; ``off`` disables the memo), else, inside a pipeline
+stage (DVC sets ``DVC_ROOT`` for a stage's command and its notebook kernel inherits it),
+``$DVC_ROOT/.clinval/memo``; anywhere else (tests, simulations, JupyterLab) there is no
+memo. ``.clinval/`` is git-ignored and is no DVC output, so the pipeline's outputs and
+``dvc.lock`` do not depend on it.
 """
 
 from __future__ import annotations
@@ -49,11 +50,8 @@ def memo_dir() -> Path | None:
     setting = os.environ.get(MEMO_ENV)
     if setting:
         return None if setting.lower() == "off" else Path(setting)
-    here = Path.cwd().resolve()
-    for folder in (here, *here.parents):
-        if (folder / "dvc.yaml").is_file():
-            return folder / ".clinval" / "memo"
-    return None
+    stage_root = os.environ.get("DVC_ROOT")
+    return Path(stage_root) / ".clinval" / "memo" if stage_root else None
 
 
 def _feed(h: Any, part: Any) -> None:
