@@ -60,7 +60,9 @@ AGE_RANGE = (35, 69)
 
 
 def _env(memo: Path) -> dict[str, str]:
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "CLINVAL_MEMO": str(memo)}
+    # unbuffered: DVC's "Running stage" lines must arrive when they are printed, they time the stages
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "CLINVAL_MEMO": str(memo),
+            "PYTHONUNBUFFERED": "1"}
 
 
 def _clone(into: Path) -> Path:
