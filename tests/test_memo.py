@@ -123,3 +123,39 @@ def test_the_memo_is_on_only_in_a_pipeline_stage_or_when_asked(tmp_path, monkeyp
     assert memo.memo_dir() is None
     monkeypatch.setenv(memo.MEMO_ENV, str(tmp_path / "elsewhere"))
     assert memo.memo_dir() == tmp_path / "elsewhere"
+
+
+def _segments_frame(seed: int, n: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"sex": rng.choice(["f", "m"], n), "age": rng.integers(35, 70, n).astype(float),
+                         "smstat": rng.choice(["c", "n", "x", "nk"], n)})
+
+
+def test_segment_drift_warm_equals_cold(tmp_path, monkeypatch):
+    from clinval import drift, monitor
+
+    reference, current = _segments_frame(1, 600), _segments_frame(2, 300)
+    args = dict(reference_key=memo.digest(reference), used=["sex", "age", "smstat"], segment_columns=["sex"],
+                numeric=["age"], categorical=["smstat"], settings=drift.DriftSettings())
+    monkeypatch.setenv(memo.MEMO_ENV, "off")
+    cold = monitor._segment_drift(reference, current, **args)
+    monkeypatch.setenv(memo.MEMO_ENV, str(tmp_path))
+    first = monitor._segment_drift(reference, current, **args)
+    monkeypatch.setattr(drift, "segment_drift", lambda *a, **k: pytest.fail("recomputed"))
+    warm = monitor._segment_drift(reference, current.copy(), **args)
+    pd.testing.assert_frame_equal(cold, first, check_exact=True)
+    pd.testing.assert_frame_equal(cold, warm, check_exact=True)
+
+
+def test_frame_digest_sees_values_order_and_categories():
+    frame = _segments_frame(3, 50)
+    base = memo.digest(frame)
+    assert memo.digest(frame.copy()) == base
+    assert memo.digest(frame.set_axis(range(100, 150))) == base  # the index is not content
+    changed = frame.copy()
+    changed.loc[7, "age"] += 1e-9
+    assert memo.digest(changed) != base
+    assert memo.digest(frame.iloc[::-1]) != base
+    as_category = frame.assign(sex=pd.Categorical(frame["sex"], categories=["f", "m"]))
+    reordered = frame.assign(sex=pd.Categorical(frame["sex"], categories=["m", "f"]))
+    assert len({memo.digest(as_category), memo.digest(reordered), base}) == 3

@@ -5,7 +5,8 @@ its inputs changed), but the old periods' records, risks and settings did not ch
 their expensive results (bootstrap intervals, ...) are read back instead of recomputed.
 
 The key of an entry is the SHA-256 of everything the result depends on: the input arrays
-(dtype, shape and bytes), the settings, the source of the module that computes it, the
+(dtype, shape and bytes) or frames (column names, dtypes and pandas' 64-bit hash of
+each row), the settings, the source of every clinval module, the
 versions of numpy, scipy, scikit-learn and statsmodels, and the numeric environment
 (:mod:`clinval.numeric_env`). An entry holds the result table with every float written as
 its shortest round-trip text, so a read gives back the very same bytes, and the warnings
@@ -29,6 +30,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +57,14 @@ def memo_dir() -> Path | None:
 
 
 def _feed(h: Any, part: Any) -> None:
-    if isinstance(part, np.ndarray):
+    if isinstance(part, pd.Series):
+        part = part.to_frame()
+    if isinstance(part, pd.DataFrame):
+        layout = [(str(c), str(t), list(map(str, t.categories)) + [str(t.ordered)] if isinstance(t, pd.CategoricalDtype)
+                   else None) for c, t in part.dtypes.items()]
+        h.update(f"frame:{len(part)}:{layout!r}:".encode())
+        h.update(pd.util.hash_pandas_object(part, index=False).to_numpy().tobytes())  # 64-bit per row, values only
+    elif isinstance(part, np.ndarray):
         array = np.ascontiguousarray(part)
         h.update(f"array:{array.dtype.str}:{array.shape}:".encode())
         h.update(array.tobytes())
@@ -80,11 +89,24 @@ def _environment() -> tuple[str, ...]:
             "pinned" if numeric_env.is_pinned() else "native")
 
 
+@lru_cache(maxsize=1)
+def _package_source() -> str:
+    """SHA-256 of every module of the clinval package: an entry is valid for this code only."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(f"{path.relative_to(root).as_posix()}:{path.stat().st_size}:".encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
 def digest(*parts: Any, source: str | os.PathLike | None = None) -> str:
-    """SHA-256 (hex) of ``parts``, of the file ``source`` (the computing module) and of
-    the library versions and numeric environment."""
+    """SHA-256 (hex) of ``parts`` (arrays, frames, numbers, strings, tuples), of the
+    clinval package's source, of the file ``source`` if given, and of the library
+    versions and numeric environment."""
     h = hashlib.sha256()
     _feed(h, _environment())
+    _feed(h, _package_source())
     if source is not None:
         h.update(Path(source).read_bytes())
     for part in parts:
