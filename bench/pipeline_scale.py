@@ -28,8 +28,9 @@ the run started, peak RSS of the largest of them):
 
 Seconds per stage come from the time between DVC's "Running stage" lines. The growth
 exponent is ``log(t_big / t_small) / log(records_big / records_small)`` (1 = linear) of
-the cold wall time, between the two largest scales run. The machine is shared: read the
-ratios more than the seconds.
+the cold wall time (and of the CPU time), between the two largest scales run. The machine
+is shared: wall seconds move with the other users' load, so compare CPU seconds (every
+process the run started, summed) when the load changed between runs.
 """
 
 from __future__ import annotations
@@ -168,6 +169,7 @@ def measure(scale: int, work: Path, *, seed: int, new_period: bool) -> dict:
         _set_last_period(clone, LAST_PERIOD)
         result["new_period"] = _run(clone, memo, force=False, label="new-period")
         result["new_period_ratio"] = round(result["new_period"]["wall"] / result["cold"]["wall"], 3)
+        result["new_period_cpu_ratio"] = round(result["new_period"]["cpu"] / result["cold"]["cpu"], 3)
         warm_bytes = _fingerprint(clone)
         differ = sorted(k for k in cold_bytes.keys() | warm_bytes.keys() if cold_bytes.get(k) != warm_bytes.get(k))
         result["new_period_equals_cold"] = not differ
@@ -229,7 +231,8 @@ def main(argv: list[str] | None = None) -> None:
               f" (CPU time: {_growth(results, key=lambda r: r['cold']['cpu'])})")
     for r in results:
         if "new_period_ratio" in r:
-            print(f"{r['scale']}x: adding one period takes {r['new_period_ratio']:.0%} of the cold time; "
+            print(f"{r['scale']}x: adding one period takes {r['new_period_ratio']:.0%} of the cold wall time "
+                  f"({r['new_period_cpu_ratio']:.0%} of its CPU time); "
                   f"records equal to the cold run's: {r['new_period_equals_cold']}")
     if args.out:
         args.out.write_text(json.dumps({"results": results, "growth_exponent": growth}, indent=1))
