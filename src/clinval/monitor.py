@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from clinval import drift, performance, spc
+from clinval import drift, memo, performance, spc
 from clinval.data import PreparedStudy
-from clinval.fairness import INTERSECTION_SEPARATOR, sensitive_frame
+from clinval.fairness_groups import INTERSECTION_SEPARATOR, sensitive_frame
 from clinval.profile import build_reference_profile
 from clinval.vocabulary import REFERENCE, STATUS_OK
 
@@ -173,11 +173,8 @@ def _prevalence_rows(log: pd.DataFrame, periods: Sequence[str], labelled: Sequen
 
 
 def _metric_functions() -> dict[str, callable]:
-    return {
-        "mean predicted risk": lambda f: float(f["predicted_risk"].mean()),
-        "O/E": lambda f: performance.observed_expected(f["label"], f["predicted_risk"]).value,
-        "AUROC": lambda f: performance.auroc(f["label"], f["predicted_risk"]).value,
-    }
+    # PeriodMetric: the same values as a per-frame call, resampled in blocks by spc (no frame per resample)
+    return {name: performance.PeriodMetric(name) for name in MONITORED_METRICS}
 
 
 def _charts(log: pd.DataFrame, periods: Sequence[str], labelled: Sequence[str], *, seed: int, n_resamples: int,
@@ -202,6 +199,22 @@ def _charts(log: pd.DataFrame, periods: Sequence[str], labelled: Sequence[str], 
         for c in charts[metric].values():
             c.points.insert(0, "period", use)
     return charts
+
+
+def _segment_drift(reference: pd.DataFrame, current: pd.DataFrame, *, reference_key: str, used: list[str],
+                   segment_columns: list[str], numeric: list[str], categorical: list[str],
+                   settings: drift.DriftSettings) -> pd.DataFrame:
+    """:func:`clinval.drift.segment_drift` of one period, memoised (:mod:`clinval.memo`) under
+    the content hash of the columns it reads and the settings (per period: its FDR family
+    is the period's own)."""
+    if not set(used) <= set(current.columns):  # let segment_drift name the missing column
+        return drift.segment_drift(reference, current, segment_columns=segment_columns, numeric=numeric,
+                                   categorical=categorical, settings=settings)
+    key = memo.digest("segment_drift", reference_key, current[used], tuple(segment_columns), tuple(numeric),
+                      tuple(categorical), repr(settings))
+    return memo.memoised_table("drift.segment_drift", key, lambda: drift.segment_drift(
+        reference, current, segment_columns=segment_columns, numeric=numeric, categorical=categorical,
+        settings=settings))
 
 
 def monitor(
@@ -281,10 +294,12 @@ def monitor(
             return frame.assign(**{c: groups[c] for c in single}), single
 
         reference_segments, columns = with_segments(prepared.reference)
+        used = [*columns, *schema.numeric, *schema.categorical]
+        reference_key = memo.digest(reference_segments[used])
         frames = [
-            drift.segment_drift(reference_segments, with_segments(f)[0], segment_columns=columns,
-                                numeric=list(schema.numeric), categorical=list(schema.categorical),
-                                settings=settings).assign(period=p)
+            _segment_drift(reference_segments, with_segments(f)[0], reference_key=reference_key, used=used,
+                           segment_columns=columns, numeric=list(schema.numeric),
+                           categorical=list(schema.categorical), settings=settings).assign(period=p)
             for p, f in production.items()
         ]
         segments = pd.concat(frames, ignore_index=True)

@@ -43,6 +43,7 @@ from scipy.special import expit
 from sklearn.metrics import average_precision_score, brier_score_loss
 from sklearn.preprocessing import SplineTransformer
 
+from clinval import memo
 from clinval.errors import InputError
 from clinval.risk import logit
 from clinval.vocabulary import STATUS_OK
@@ -198,6 +199,79 @@ def auroc_difference(y, risk_new, risk_old, *, confidence: float = 0.95) -> Pair
     return PairedDifference(diff, diff - z * se, diff + z * se, p, a1, a0, int(y.size))
 
 
+_RESAMPLE_CELLS = 1_000_000  # resampled records held at once (resamples x records), so memory stays bounded
+
+
+def _average_precision_terms(y: np.ndarray, risk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per record: its position among the distinct risks (highest first) and 1 if an event.
+
+    Average precision of any resample depends only on how many events and non-events it
+    draws at each distinct risk, so the sort happens once, not once per resample."""
+    distinct, group = np.unique(risk, return_inverse=True)
+    return (distinct.size - 1 - group).astype(np.intp), (y == 1)
+
+
+def _resampled_average_precision(group: np.ndarray, event: np.ndarray, n_groups: int, rows: np.ndarray) -> np.ndarray:
+    """``sklearn.metrics.average_precision_score`` of each resample (a row of record indices).
+
+    The same arithmetic as scikit-learn, in the same order, so every value is the same
+    float: cumulative events (``tps``) and records (``ps``) at each distinct risk present
+    in the resample, highest risk first; ``precision = tps / ps``, ``recall = tps / tps[-1]``;
+    the step integral summed from the lowest risk up. NaN where a resample has one class."""
+    b, n = rows.shape
+    cell = (np.arange(b, dtype=np.intp)[:, None] * n_groups + group[rows]).ravel()
+    drawn = np.bincount(cell, minlength=b * n_groups).reshape(b, n_groups)
+    events = np.bincount(cell[event[rows].ravel()], minlength=b * n_groups).reshape(b, n_groups)
+    tps = np.cumsum(events, axis=1).astype(np.float64)
+    ps = np.cumsum(drawn, axis=1).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(ps != 0, tps / ps, 0.0)
+        recall = tps / tps[:, -1:]
+    previous = np.concatenate([np.zeros((b, 1)), recall[:, :-1]], axis=1)
+    # lowest risk first, as scikit-learn sums: diff(recall reversed) * precision reversed
+    terms = ((previous - recall) * precision)[:, ::-1]
+    present = (drawn > 0)[:, ::-1]
+    out = np.empty(b)
+    n_events = tps[:, -1]
+    for i in range(b):
+        if n_events[i] == 0 or n_events[i] == n:
+            out[i] = np.nan
+        else:
+            out[i] = max(0.0, -float(np.sum(np.ascontiguousarray(terms[i][present[i]]))))
+    return out
+
+
+def _resampled_brier(y: np.ndarray, risk: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``sklearn.metrics.brier_score_loss`` of each resample, the same float: scikit-learn
+    scores the one-hot pair ``(1 - y, y)`` against ``(1 - risk, risk)`` and halves the mean."""
+    yf = y.astype(np.float64)
+    per_record = np.sum((np.stack((1 - yf, yf), axis=1) - np.stack((1 - risk, risk), axis=1)) ** 2, axis=1)
+    return per_record[rows].mean(axis=1) * 0.5
+
+
+def _bootstrap_distribution(metric: str, y: np.ndarray, risk: np.ndarray, *, n_bootstrap: int, seed: int) -> np.ndarray:
+    """The metric on each of ``n_bootstrap`` paired resamples, computed in blocks.
+
+    The resamples are those ``scipy.stats.bootstrap(..., paired=True,
+    random_state=default_rng(seed))`` draws (one ``integers(0, n, (n_bootstrap, n))``
+    call; drawing it block by block gives the same indices), and each value equals the
+    scikit-learn metric on that resample, so the interval is the one scipy would give,
+    without a Python call per resample."""
+    n = y.size
+    rng = np.random.default_rng(seed)
+    block = max(1, _RESAMPLE_CELLS // n)
+    out = np.empty(n_bootstrap)
+    if metric == "AUPRC":
+        group, event = _average_precision_terms(y, risk)
+        n_groups = int(group.max()) + 1
+    for start in range(0, n_bootstrap, block):
+        stop = min(start + block, n_bootstrap)
+        rows = rng.integers(0, n, (stop - start, n))
+        out[start:stop] = (_resampled_average_precision(group, event, n_groups, rows) if metric == "AUPRC"
+                           else _resampled_brier(y, risk, rows))
+    return out
+
+
 def _bootstrap(metric: str, fn: Callable[[np.ndarray, np.ndarray], float], y, risk, *,
                confidence: float, n_bootstrap: int, seed: int, needs_both_classes: bool) -> Estimate:
     y, risk = _arrays(y, risk)
@@ -206,18 +280,18 @@ def _bootstrap(metric: str, fn: Callable[[np.ndarray, np.ndarray], float], y, ri
     if problem:
         return _missing(metric, "bootstrap", y.size, problem)
     value = float(fn(y, risk))
-
-    def statistic(yb, rb):
-        if needs_both_classes and (yb.min() == yb.max()):
-            return np.nan
-        return fn(yb, rb)
-
-    res = stats.bootstrap(
-        (y, risk), statistic, paired=True, vectorized=False, n_resamples=n_bootstrap,
-        confidence_level=confidence, method="percentile", random_state=np.random.default_rng(seed),
-    )
-    lower, upper = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    theta = _bootstrap_distribution(metric, y, risk, n_bootstrap=n_bootstrap, seed=seed)
+    # scipy.stats.bootstrap's percentile interval: quantiles at alpha and 1 - alpha
+    alpha = np.asarray((1 - float(confidence)) / 2, dtype=np.float64)
+    ci = stats.quantile(theta, np.stack((alpha, 1 - alpha), axis=-1), axis=-1)
+    if np.isnan(ci).any():
+        warnings.warn(stats.DegenerateDataWarning(_DEGENERATE), stacklevel=2)
+    lower, upper = float(ci[0]), float(ci[1])
     return Estimate(metric=metric, value=value, lower=lower, upper=upper, method=f"percentile bootstrap ({n_bootstrap})", n=y.size)
+
+
+_DEGENERATE = ("The BCa confidence interval cannot be calculated. This problem is known to occur when the "
+               "distribution is degenerate or the statistic is np.min.")  # scipy's wording, kept for identical records
 
 
 def auprc(y, risk, *, confidence: float = 0.95, n_bootstrap: int = 1000, seed: int = 0) -> Estimate:
@@ -336,7 +410,18 @@ def calibration_curve(y, risk, *, n_bins: int = 10, confidence: float = 0.95, mi
 
 
 def evaluate(y, risk, *, confidence: float = 0.95, n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """All discrimination and calibration metrics as one tidy table (one row each)."""
+    """All discrimination and calibration metrics as one tidy table (one row each).
+
+    Memoised (:mod:`clinval.memo`) under the content hash of the outcomes, risks and
+    settings: a period whose records did not change is read back, not re-bootstrapped,
+    and the table is the same either way."""
+    y, risk = _arrays(y, risk)
+    key = memo.digest(y, risk, float(confidence), int(n_bootstrap), int(seed), source=__file__)
+    return memo.memoised_table("performance.evaluate", key,
+                               lambda: _evaluate(y, risk, confidence=confidence, n_bootstrap=n_bootstrap, seed=seed))
+
+
+def _evaluate(y: np.ndarray, risk: np.ndarray, *, confidence: float, n_bootstrap: int, seed: int) -> pd.DataFrame:
     estimates = [
         auroc(y, risk, confidence=confidence),
         auprc(y, risk, confidence=confidence, n_bootstrap=n_bootstrap, seed=seed),
@@ -499,10 +584,21 @@ class PerformanceEstimator:
             One row per metric (:data:`CBPE_METRICS`), columns of :class:`Estimate`.
             ``value`` is the expected metric under the point calibrator (AUROC as a ratio
             of expected pair counts); ``lower``/``upper`` bound the realised value.
+            Memoised (:mod:`clinval.memo`) under the content hash of the calibrator, the
+            risks and the settings; the table is the same whether computed or read.
         """
-        metrics = CBPE_METRICS if threshold is not None else CBPE_METRICS[:3]
         risk = np.asarray(risk, dtype=float)
         risk = risk[~np.isnan(risk)]
+        knots = None if self.spline is None else (self.spline.bsplines_[0].t, repr(self.spline.get_params()))
+        key = memo.digest(self.coefficients, self.covariance, knots, self.n_reference, self.status, risk,
+                          None if threshold is None else float(threshold), float(confidence), int(n_simulations),
+                          int(seed), source=__file__)
+        return memo.memoised_table("performance.cbpe", key, lambda: self._estimate(
+            risk, threshold=threshold, confidence=confidence, n_simulations=n_simulations, seed=seed))
+
+    def _estimate(self, risk: np.ndarray, *, threshold: float | None, confidence: float, n_simulations: int,
+                  seed: int) -> pd.DataFrame:
+        metrics = CBPE_METRICS if threshold is not None else CBPE_METRICS[:3]
         problem = self.status if self.status != OK else (
             _ERR_TOO_FEW.format(n=risk.size, min_n=2) if risk.size < 2 else None)
         if problem:
@@ -636,3 +732,79 @@ def evaluate_periods(log: pd.DataFrame, *, periods: list[str] | tuple[str, ...] 
         tables.append(table.assign(period=period))
     out = pd.concat(tables, ignore_index=True)
     return out[["period", *[c for c in out.columns if c != "period"]]]
+
+
+# ------------------------------------------------------------------ monitored metrics, resampled at once
+
+
+@dataclass(frozen=True)
+class PeriodMetric:
+    """A metric charted per period (:mod:`clinval.spc`): ``metric(frame)`` gives one
+    period's value; ``metric.resampled(frame, rows)`` gives it for many resamples of the
+    frame's records at once (``rows``: one row of record positions per resample), each
+    the same float the call on that resample gives, without a frame per resample.
+
+    ``name`` is one of :data:`PERIOD_METRICS`: ``"mean predicted risk"``, ``"O/E"``
+    (:func:`observed_expected`), ``"AUROC"`` (:func:`auroc`); NaN where undefined.
+    """
+
+    name: str
+
+    def __post_init__(self):
+        if self.name not in PERIOD_METRICS:
+            raise ValueError(f"unknown period metric {self.name!r}; one of {', '.join(PERIOD_METRICS)}")
+
+    def __call__(self, frame: pd.DataFrame) -> float:
+        if self.name == "mean predicted risk":
+            return float(frame["predicted_risk"].mean())
+        if self.name == "O/E":
+            return observed_expected(frame["label"], frame["predicted_risk"]).value
+        return auroc(frame["label"], frame["predicted_risk"]).value
+
+    def resampled(self, frame: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+        risk = frame["predicted_risk"].to_numpy(dtype=float)
+        label = frame["label"].to_numpy(dtype=float) if self.name != "mean predicted risk" else np.zeros(risk.size)
+        if np.isnan(risk).any() or np.isnan(label).any():  # missing values: each resample drops its own
+            return np.array([self(frame.iloc[r]) for r in rows], dtype=float)
+        if self.name == "mean predicted risk":
+            return risk[rows].sum(axis=1) / rows.shape[1]  # pandas' mean: sum / count
+        y = label.astype(np.int8)
+        if self.name == "O/E":
+            observed = y[rows].sum(axis=1).astype(np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(observed == 0, np.nan, observed / risk[rows].sum(axis=1))
+        return _resampled_auroc(y, risk, rows)
+
+
+PERIOD_METRICS = ("mean predicted risk", "O/E", "AUROC")
+"""Metrics :class:`PeriodMetric` computes (the control-charted ones)."""
+
+
+def _resampled_auroc(y: np.ndarray, risk: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """:func:`auroc` values of each resample, the same floats: midranks from counts per
+    distinct risk (``scipy.stats.rankdata``'s ``(below + at_or_below + 1) / 2``, exact in
+    floating point), DeLong's ``V10`` per event in the resample's order, then its mean."""
+    distinct, group = np.unique(risk, return_inverse=True)
+    k = distinct.size
+    b, n = rows.shape
+    g = group[rows]
+    event = y[rows] == 1
+    cell = (np.arange(b, dtype=np.intp)[:, None] * k + g)
+    at_all = np.bincount(cell.ravel(), minlength=b * k).reshape(b, k)
+    at_pos = np.bincount(cell[event], minlength=b * k).reshape(b, k)
+
+    def midranks(at: np.ndarray) -> np.ndarray:
+        upto = np.cumsum(at, axis=1)
+        return 0.5 * ((upto - at) + upto + 1).astype(np.float64)
+
+    rank_all, rank_pos = midranks(at_all), midranks(at_pos)
+    n_pos = event.sum(axis=1)
+    out = np.full(b, np.nan)
+    for i in range(b):
+        m = int(n_pos[i])
+        if min(m, n - m) < 2 or n < 2:  # auroc() needs two of each class
+            continue
+        gi = g[i][event[i]]
+        v10 = (rank_all[i, gi] - rank_pos[i, gi]) / (n - m)
+        out[i] = float(v10.mean())
+    return out

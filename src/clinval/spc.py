@@ -100,6 +100,7 @@ _MIXTURE_STATES = 150
 _TARGET_NODES = 24  # Gauss-Hermite nodes over the target's error
 _SIGMA_NODES = 5  # Gauss-Laguerre nodes over the sd's error
 _ARL_CAP = 1e12  # a chain that practically never leaves its in-control states
+_RESAMPLE_CELLS = 1_000_000  # resampled records held at once by a metric that resamples in blocks
 
 
 @dataclass(frozen=True)
@@ -650,7 +651,10 @@ def in_control_from_reference(
     reference : pandas.DataFrame
         Reference-period rows (e.g. with ``predicted_risk`` and the label).
     metric : callable
-        ``metric(frame) -> float``, e.g. mean predicted risk.
+        ``metric(frame) -> float``, e.g. mean predicted risk. A metric with a
+        ``resampled(frame, rows) -> values`` method (e.g.
+        :class:`clinval.performance.PeriodMetric`) is evaluated on blocks of resamples at
+        once, with the same draws and values, without a frame per resample.
     period_size : int
         Rows per production period (the sd shrinks like 1/sqrt(period_size)).
     n_resamples : int, default 500
@@ -661,9 +665,17 @@ def in_control_from_reference(
         raise InputError(ERR_PARAMETER.format(name="period_size", rule="a positive integer", value=period_size))
     rng = np.random.default_rng(seed)
     values = np.empty(n_resamples)
-    for i in range(n_resamples):
-        rows = rng.integers(0, len(reference), size=period_size)
-        values[i] = float(metric(reference.iloc[rows]))
+    resampled = getattr(metric, "resampled", None)
+    if resampled is None:
+        for i in range(n_resamples):
+            rows = rng.integers(0, len(reference), size=period_size)
+            values[i] = float(metric(reference.iloc[rows]))
+    else:
+        # the same draws in blocks (one integers() call per block gives the same stream as one per resample)
+        block = max(1, _RESAMPLE_CELLS // period_size)
+        for start in range(0, n_resamples, block):
+            stop = min(start + block, n_resamples)
+            values[start:stop] = resampled(reference, rng.integers(0, len(reference), size=(stop - start, period_size)))
     finite = values[np.isfinite(values)]
     if finite.size < 20:
         raise InputError(ERR_FEW_RESAMPLES.format(n=finite.size, total=n_resamples))
