@@ -104,6 +104,7 @@ from clinval.errors import InputError
 from clinval.disclosure import SUPPRESSED_RATE
 from clinval.performance import OK, Estimate
 from clinval.privacy import DEFAULT_MIN_CELL_SIZE, suppressed_label
+from clinval.vocabulary import REFERENCE
 from clinval.fairness_groups import (  # noqa: F401  (re-exported)
     INTERSECTION_SEPARATOR,
     OVERALL_GROUP,
@@ -170,7 +171,7 @@ __all__ = [
 ]
 
 
-REFERENCE_PERIOD = "reference"
+REFERENCE_PERIOD = REFERENCE  # clinval.vocabulary
 """The ``period`` of the reference hold-out in the prediction log."""
 
 _COLUMNS = ("label", "predicted_risk")

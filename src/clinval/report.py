@@ -36,6 +36,7 @@ import pandas as pd
 from clinval import __version__
 from clinval._io import atomic_write_text, sha256_file
 from clinval.evidence import html_table, interval_view
+from clinval.vocabulary import REFERENCE
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -60,7 +61,7 @@ DRIFT_RECORD = "02_drift_analysis"
 """The record whose ``performance`` values the index charts."""
 MONITORED_METRICS = ("AUROC", "O/E", "calibration slope")
 """The metrics the index charts per period, in panel order."""
-REFERENCE_PERIOD = "reference"
+REFERENCE_PERIOD = REFERENCE  # clinval.vocabulary
 REVALIDATION_RECORD = "04_revalidation"
 """The record that applies the whole plan (data management, acceptance criteria)."""
 PLAN_INPUT = "params/pccp.yaml"
@@ -722,12 +723,14 @@ def _description_of_modifications(plan: ChangeControlPlan, records, trail: _Trai
 
 def _data_problems(plan: ChangeControlPlan, candidate: Mapping[str, Any]) -> list[str]:
     """How a candidate's training data break the plan's data management (empty if they do not)."""
-    trained = set(map(str, candidate.get("training_periods") or []))
+    from clinval.pccp import training_data_breaches
+
+    sequestered, outside = training_data_breaches(plan, candidate.get("training_periods") or [])
     problems = []
-    if trained & set(plan.sequestered_periods):
-        problems.append(f"trained on sequestered periods {sorted(trained & set(plan.sequestered_periods))}")
-    if trained - set(plan.training_periods):
-        problems.append(f"trained on periods outside the plan {sorted(trained - set(plan.training_periods))}")
+    if sequestered:
+        problems.append(f"trained on sequestered periods {sequestered}")
+    if outside:
+        problems.append(f"trained on periods outside the plan {outside}")
     return problems
 
 

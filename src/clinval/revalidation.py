@@ -36,6 +36,7 @@ from sklearn.linear_model import LogisticRegression
 from clinval import layout, performance
 from clinval._io import atomic_directory
 from clinval.data import REFERENCE, Schema
+from clinval.disclosure import calibration_table
 from clinval.gate import AUTOMATIC
 from clinval.model import ModelCard, build_pipeline, feature_frame, score
 from clinval.pccp import (
@@ -289,7 +290,7 @@ def evaluate_candidate(
         subgroup_differences=subgroups,
     )
     calibration = pd.concat([
-        performance.calibration_curve(y, risk, n_bins=n_bins, confidence=confidence, min_cell_size=min_cell_size).table.assign(model=name)
+        calibration_table(y, risk, n_bins=n_bins, confidence=confidence, min_cell_size=min_cell_size).assign(model=name)
         for name, risk in (("locked", locked_risk), (candidate.id, new_risk))
     ], ignore_index=True)
     return CandidateEvaluation(candidate=candidate, periods=tuple(plan.sequestered_periods), metrics=metrics,
