@@ -282,6 +282,11 @@ class FairnessAudit:
     flagged: tuple[FlaggedDisparity, ...]
     notes: pd.DataFrame
 
+    @property
+    def single_attributes(self) -> tuple[str, ...]:
+        """The group columns of one attribute each (``"sex"``, ``"age_band"``), without the intersection."""
+        return tuple(a for a in self.attributes if INTERSECTION_SEPARATOR not in a)
+
     def group_table(self, *, period: str, attribute: str) -> pd.DataFrame:
         """One period's group table for one attribute (as :func:`group_metrics` returns it)."""
         g = self.groups
