@@ -554,17 +554,26 @@ def _size_reasons(feature: str, n_rows: int, n_reference: int, n_current: int, m
     return reasons
 
 
+def _sizes_and_missing(profile: NumericProfile | CategoricalProfile, summary: NumericPeriodSummary | CategoricalPeriodSummary,
+                       n_rows: int) -> dict[str, Any]:
+    """Sample sizes, missing rates and the missing-rate test of one feature (numeric or categorical)."""
+    reference_rows = profile.n + profile.n_missing
+    return {
+        "n_reference": profile.n, "n_current": summary.n,
+        "missing_rate_reference": _rate(profile.n_missing, reference_rows),
+        "missing_rate_current": _rate(summary.n_missing, n_rows),
+        "missing_p_value": missing_rate_test(reference_missing=profile.n_missing, reference_rows=reference_rows,
+                                             current_missing=summary.n_missing, current_rows=n_rows),
+    }
+
+
 def _numeric_row(
     profile: NumericProfile, current: tuple[np.ndarray, np.ndarray | None], summary: NumericPeriodSummary,
     n_rows: int, settings: DriftSettings,
 ) -> dict[str, Any]:
     row = _empty_row(profile.name, "numeric", "ks")
     row.update(
-        n_reference=profile.n, n_current=summary.n,
-        missing_rate_reference=_rate(profile.n_missing, profile.n + profile.n_missing),
-        missing_rate_current=_rate(summary.n_missing, n_rows),
-        missing_p_value=missing_rate_test(reference_missing=profile.n_missing, reference_rows=profile.n + profile.n_missing,
-                                          current_missing=summary.n_missing, current_rows=n_rows),
+        **_sizes_and_missing(profile, summary, n_rows),
     )
     reasons = _size_reasons(profile.name, n_rows, profile.n, summary.n, settings.min_n)
     if not reasons and profile.is_constant:
@@ -591,11 +600,7 @@ def _categorical_row(
     row = _empty_row(profile.name, "categorical", "chi2")
     n_unseen = summary.n_unseen
     row.update(
-        n_reference=profile.n, n_current=summary.n,
-        missing_rate_reference=_rate(profile.n_missing, profile.n + profile.n_missing),
-        missing_rate_current=_rate(summary.n_missing, n_rows),
-        missing_p_value=missing_rate_test(reference_missing=profile.n_missing, reference_rows=profile.n + profile.n_missing,
-                                          current_missing=summary.n_missing, current_rows=n_rows),
+        **_sizes_and_missing(profile, summary, n_rows),
         unseen_categories=len(summary.unseen),
         unseen_rate=_rate(n_unseen, summary.n) if summary.n > 0 else 0.0,
     )
