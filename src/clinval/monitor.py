@@ -22,6 +22,7 @@ import pandas as pd
 
 from clinval import drift, memo, performance, spc
 from clinval.data import PreparedStudy
+from clinval.evidence import plural
 from clinval.fairness_groups import INTERSECTION_SEPARATOR, sensitive_frame
 from clinval.profile import build_reference_profile
 from clinval.vocabulary import REFERENCE, STATUS_OK
@@ -78,16 +79,16 @@ class MonitoringReport:
         oe = self.production_performance[(self.production_performance["metric"] == "O/E") & (self.production_performance["status"] == STATUS_OK)]
         off = oe[(oe["upper"] < 1) | (oe["lower"] > 1)]
         if not off.empty:
-            parts = ", ".join(f"{r['period']} {r['value']:.2f} ({r['lower']:.2f}-{r['upper']:.2f})" for _, r in off.iterrows())
+            parts = ", ".join(f"{r['period']} {r['value']:.2f} (95% CI {r['lower']:.2f} to {r['upper']:.2f})" for _, r in off.iterrows())
             word = "over-predicts" if (off["value"] < 1).all() else "mis-predicts"
-            out.append(f"Observed/expected events exclude 1 in {len(off)} period(s): the model {word} risk there ({parts}).")
+            out.append(f"Observed/expected events exclude 1 in {plural(len(off), 'period')}: the model {word} risk there ({parts}).")
         elif not oe.empty:
             out.append("Observed/expected events include 1 in every labelled period: no evidence of miscalibration in the large.")
         if "AUROC" in ref.index and ref.loc["AUROC", "status"] == STATUS_OK:
             auc = self.production_performance[(self.production_performance["metric"] == "AUROC") & (self.production_performance["status"] == STATUS_OK)]
             if not auc.empty:
                 out.append(f"AUROC ranged from {auc['value'].min():.2f} to {auc['value'].max():.2f} in production "
-                           f"(reference hold-out {ref.loc['AUROC', 'value']:.2f}, 95% CI {ref.loc['AUROC', 'lower']:.2f}-{ref.loc['AUROC', 'upper']:.2f}).")
+                           f"(reference hold-out {ref.loc['AUROC', 'value']:.2f}, 95% CI {ref.loc['AUROC', 'lower']:.2f} to {ref.loc['AUROC', 'upper']:.2f}).")
         drifted = self.features[self.features["drifted"]]
         if drifted.empty:
             out.append("No input feature's distribution drifted after false-discovery-rate control.")
@@ -97,7 +98,7 @@ class MonitoringReport:
         out += _data_quality_findings(self.features)
         outside = self.estimated[self.estimated["outside"].eq(True)]
         if not outside.empty:
-            parts = "; ".join(f"{r['period']} {r['metric']} {r['realised']:.3g} (interval {r['lower']:.3g} to {r['upper']:.3g})"
+            parts = "; ".join(f"{r['period']} {r['metric']} {r['realised']:.2f} (interval {r['lower']:.2f} to {r['upper']:.2f})"
                               for _, r in outside.iterrows())
             out.append(f"Realised values outside the label-free {self.confidence:.0%} interval, evidence that the relation "
                        f"between inputs and outcome changed (each comparison does this {1 - self.confidence:.0%} of the time "
@@ -147,7 +148,7 @@ def _data_quality_findings(features: pd.DataFrame) -> list[str]:
         out.append(f"Missing values changed after FDR control: {parts}.")
     new = features[features["new_level_drifted"]]
     if not new.empty:
-        parts = "; ".join(f"{r['feature']} in {r['period']} ({r['unseen_categories']} new value(s), {r['unseen_rate']:.1%} of rows)"
+        parts = "; ".join(f"{r['feature']} in {r['period']} ({plural(r['unseen_categories'], 'new value')}, {r['unseen_rate']:.1%} of rows)"
                           for _, r in new.iterrows())
         out.append(f"Categories unseen in the reference appeared after FDR control: {parts}.")
     if missing.empty and new.empty:

@@ -130,7 +130,7 @@ def test_monitor_reruns_the_pipeline_records_it_and_exits_1_when_a_trigger_fired
     alerts = [e for e in live.open_ledger().entries() if e.kind == "drift_alert"]
     assert len(alerts) == 1 and alerts[0].body["period"] == str(this)
     quiet = _monitor("--through", through)
-    assert quiet.exit_code == 0 and "0 new alert(s)" in quiet.output
+    assert quiet.exit_code == 0 and "0 new alerts" in quiet.output
     assert len([e for e in live.open_ledger().entries() if e.kind == "drift_alert"]) == 1
     report = json.loads((live.root / "reports" / "02_drift_analysis.json").read_text())
     assert len(report["alerts"]) == 1

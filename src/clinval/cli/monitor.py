@@ -114,7 +114,7 @@ def monitor(service_url, through, repro, study_path, log_dir, root, actor, print
         click.echo(f"warning: {warning}", err=True)
     fired = [e for e in result.appended if e.kind in ("drift_alert", "fairness_alert")]
     click.echo(f"recorded {len(result.appended)} ledger entr{'y' if len(result.appended) == 1 else 'ies'}; "
-               f"{len(fired)} new alert(s)")
+               f"{len(fired)} new alert{'' if len(fired) == 1 else 's'}")
     for entry in fired:
         click.echo(f"  ALERT {entry.body.get('alert_id')}: {entry.body.get('summary', '')}")
     if fired:

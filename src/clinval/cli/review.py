@@ -65,7 +65,7 @@ def pull(records: tuple[Path, ...], scored: Path, out: Path) -> None:
 
     alerts = _alerts(records)
     pull_review_queue(alerts=alerts, log=load_prediction_log(scored), out_dir=out)
-    click.echo(f"review queue {out}: {len(alerts)} alert(s).")
+    click.echo(f"review queue {out}: {len(alerts)} alert{'' if len(alerts) == 1 else 's'}.")
 
 
 def _ledger_decisions(ledger):
