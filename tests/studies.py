@@ -9,6 +9,7 @@ MONICA_STUDY = {
     "cohort": {"hosp": ["y"]},
     "target": {"column": "outcome", "positive": "dead", "negative": ["live"]},
     "unknown_codes": ["nk"],
+    "descriptions": {'outcome': 'vital status 28 days after onset (live, dead)', 'age': 'age at onset, years', 'sex': 'sex (m, f)', 'premi': 'previous myocardial infarction (y, n)', 'smstat': 'smoking status (c = current, x = ex-smoker, n = never)', 'diabetes': 'diabetes (y, n)', 'highbp': 'high blood pressure (y, n)', 'hichol': 'high cholesterol (y, n)', 'angina': 'angina (y, n)', 'stroke': 'previous stroke (y, n)', 'yronset': 'year of onset (85 = 1985)'},
     "features": {"numeric": ["age"], "categorical": ["sex", "premi", "smstat", "diabetes", "highbp", "hichol", "angina", "stroke"]},
     "never_features": ["hosp"],
     "sensitive": ["sex", "age"],

@@ -34,3 +34,11 @@ def test_hosp_is_never_a_feature_and_nk_is_a_category(monica):
 def test_record_ids_are_unique_source_identifiers(monica):
     ids = np.concatenate([monica.reference["record_id"], monica.production["record_id"]])
     assert len(set(ids)) == len(ids)
+
+
+def test_the_data_dictionary_says_what_each_column_and_code_means(monica):
+    from clinval import data
+
+    table = data.data_dictionary(monica).set_index("column")
+    assert table.loc["premi", "meaning"] == "previous myocardial infarction (y, n); nk = not known"
+    assert table.loc["age", "meaning"] == "age at onset, years"  # numeric: no code to explain

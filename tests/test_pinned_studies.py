@@ -27,5 +27,5 @@ def test_the_pinned_copy_is_the_shipped_monica_params():
 
 def test_the_pinned_study_is_the_one_the_fixtures_use():
     pinned = yaml.safe_load((MONICA_PARAMS / "study.yaml").read_text())
-    for key in ("name", "target", "features", "time", "periods", "cohort", "unknown_codes", "sensitive"):
+    for key in ("name", "target", "features", "time", "periods", "cohort", "unknown_codes", "sensitive", "descriptions"):
         assert pinned[key] == MONICA_STUDY[key], key

@@ -80,6 +80,7 @@ class Schema:
     id_column: str | None = None
     negative: tuple[str, ...] = ()
     unknown_codes: tuple[str, ...] = ()
+    descriptions: tuple[tuple[str, str], ...] = ()  # (column, what it means and what its codes mean), from study.yaml
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -163,6 +164,16 @@ def _values(value: Any, where: str, params: str) -> tuple[str, ...]:
     return tuple(_value(v, f"{where}", params) for v in items)
 
 
+def _descriptions(value: Any, params: str) -> tuple[tuple[str, str], ...]:
+    """``descriptions: {column: text}`` of study.yaml (optional): what a column and its codes mean."""
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+        raise StudyError(_ERR_PARAMS.format(params=params, problem="'descriptions' must map column names to text, "
+                                            f"e.g. {{premi: 'previous myocardial infarction (y, n, nk = not known)'}}; got {value!r}."))
+    return tuple((str(k), v) for k, v in value.items())
+
+
 def _bounds(value: Any, where: str, params: str) -> tuple[Any, Any]:
     if not isinstance(value, Mapping) or "from" not in value or "to" not in value:
         raise StudyError(
@@ -234,6 +245,7 @@ def study_from_params(params: Mapping[str, Any], *, params_path: str = layout.ST
         time=str(_require(time, "column", "time.", p)),
         id_column=params.get("id_column"),
         unknown_codes=_values(params.get("unknown_codes") or [], "unknown_codes", p) if params.get("unknown_codes") else (),
+        descriptions=_descriptions(params.get("descriptions"), p),
     )
     cohort = {str(k): tuple(str(x) for x in (v if isinstance(v, list) else [v])) for k, v in (params.get("cohort") or {}).items()}
     study = Study(
@@ -607,7 +619,8 @@ def load_prepared(path: str | os.PathLike) -> PreparedStudy:
         raise FileNotFoundError(f"{path}: no prepared study here; run `dvc repro prepare` (or `make run`) first.")
     meta = json.loads((path / "study.json").read_text())
     schema_fields = meta["schema"]
-    schema = Schema(**{k: tuple(v) if isinstance(v, list) else v for k, v in schema_fields.items()})
+    schema = Schema(**{k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+                       for k, v in schema_fields.items()})
     return PreparedStudy(
         reference=pd.read_parquet(path / "reference.parquet"),
         production=pd.read_parquet(path / "production.parquet"),
@@ -637,6 +650,16 @@ def data_dictionary(prepared: PreparedStudy) -> pd.DataFrame:
                  "values": f"reference, then {', '.join(prepared.periods)}"})
     table = pd.DataFrame(rows)
     table["sensitive"] = table["column"].isin(s.sensitive)
+    described = dict(s.descriptions)
+    unknown = ", ".join(f"{code} = not known" for code in s.unknown_codes)
+
+    def meaning(row) -> str:
+        text = described.get(row["column"], "")
+        if unknown and row["role"] == "categorical feature" and any(c in row["values"].split(", ") for c in s.unknown_codes):
+            text = f"{text}; {unknown}" if text else unknown
+        return text
+
+    table["meaning"] = table.apply(meaning, axis=1) if len(table) else ""
     return table
 
 
