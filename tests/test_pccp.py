@@ -198,13 +198,13 @@ def test_an_automatic_modification_is_built_without_a_person(monica, locked_mode
     assert built == []
 
 
-def test_a_plan_for_other_features_is_refused_before_a_candidate_is_built(monica, locked_model):
+def test_a_plan_for_other_features_builds_nothing_and_says_why(monica, locked_model):
     from clinval import model, revalidation
 
     pipeline, card = locked_model
     log = model.prediction_log(monica, pipeline, card)
     plan = _plan(**{"locked.features": ["age", "sex"], "modifications.recalibration.approval": "automatic"})
     alert = {"id": "calibration_drift-1991-x", "modification": "recalibration", "period": "1991"}
-    with pytest.raises(pccp.PlanError, match="locked features differ"):
-        revalidation.build_candidates(approvals=[], current_alerts=[alert], plan=plan, log=log,
-                                      locked=pipeline, card=card, schema=monica.schema)
+    built, refusals = revalidation.build_candidates(approvals=[], current_alerts=[alert], plan=plan, log=log,
+                                                    locked=pipeline, card=card, schema=monica.schema)
+    assert built == [] and "locks the feature list" in refusals[0]["reason"]

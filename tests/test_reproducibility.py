@@ -187,11 +187,15 @@ def test_editing_only_the_acceptance_criteria_reruns_only_revalidate(clone):
     plan_path = clone / "params" / "pccp.yaml"
     original = plan_path.read_text()
     plan = yaml.safe_load(original)
-    first = next(iter(plan["acceptance_criteria"]))
-    plan["acceptance_criteria"][first]["edited_by_test"] = 1
+    plan["acceptance_criteria"]["auroc_noninferiority"]["edited_by_test"] = 1
     try:
         plan_path.write_text(yaml.safe_dump(plan))
         assert set(_changed_inputs(clone)) == {"revalidate"}
+        # record 01 holds the locked model to the plan's calibration criteria, and to nothing else of the plan
+        plan = yaml.safe_load(original)
+        plan["acceptance_criteria"]["calibration_slope"]["edited_by_test"] = 1
+        plan_path.write_text(yaml.safe_dump(plan))
+        assert set(_changed_inputs(clone)) == {"profile", "revalidate"}
         plan = yaml.safe_load(original)
         next(iter(plan["triggers"].values()))["description"] = "edited by a test"
         plan_path.write_text(yaml.safe_dump(plan))

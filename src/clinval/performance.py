@@ -771,8 +771,9 @@ class PeriodMetric:
         y = label.astype(np.int8)
         if self.name == "O/E":
             observed = y[rows].sum(axis=1).astype(np.float64)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                return np.where(observed == 0, np.nan, observed / risk[rows].sum(axis=1))
+            expected = risk[rows].sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):  # as observed_expected: 0 events give 0, no expectation NaN
+                return np.where(expected == 0, np.nan, observed / expected)
         return _resampled_auroc(y, risk, rows)
 
 

@@ -156,7 +156,8 @@ def build_candidates(
     mapping ``{alert_id, reason}``: approvals that do not verify, alerts not in the current
     run, alerts without an allowed modification, or modifications the plan refuses.
     """
-    require_plan_fits_study(plan, features=schema.features, periods=_production_periods(log))
+    # a plan that does not fit the model (another feature list, other periods) is refused per
+    # approval by check_modification, so the record says why nothing was built
     current = {a["id"]: a for a in current_alerts}
     wanted: dict[str, list[Approval]] = {}
     automatic: dict[str, list[str]] = {}
