@@ -171,7 +171,7 @@ def _descriptions(value: Any, params: str) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
         raise StudyError(_ERR_PARAMS.format(params=params, problem="'descriptions' must map column names to text, "
                                             f"e.g. {{premi: 'previous myocardial infarction (y, n, nk = not known)'}}; got {value!r}."))
-    return tuple((str(k), v) for k, v in value.items())
+    return tuple(sorted((str(k), v) for k, v in value.items()))  # sorted: the order of a YAML mapping means nothing
 
 
 def _bounds(value: Any, where: str, params: str) -> tuple[Any, Any]:
