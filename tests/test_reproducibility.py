@@ -174,6 +174,8 @@ def test_the_raw_study_file_is_an_input_of_prepare(clone):
     source = yaml.safe_load((clone / "params" / "study.yaml").read_text())["source"]["path"]
     assert _changed_inputs(clone) == {}, "a fresh clone's inputs must match dvc.lock"
     path = clone / source
+    if path.is_dir():  # a folder of Parquet files: edit one of them
+        path = sorted(p for p in path.rglob("*") if p.is_file())[0]
     original = path.read_bytes()
     try:
         path.write_bytes(original[:-2] + (b"0" if original[-2:-1] != b"0" else b"1") + original[-1:])
