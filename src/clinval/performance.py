@@ -320,7 +320,6 @@ def prevalence(y, *, confidence: float = 0.95) -> Estimate:
 # ------------------------------------------------------------------ calibration
 
 
-_logit = logit  # clinval.risk: one formula for fitting, scoring and serving
 
 
 def _glm(y: np.ndarray, exog: np.ndarray, offset: np.ndarray | None, cov_type: str = "nonrobust"):
@@ -338,7 +337,7 @@ def calibration_slope(y, risk, *, confidence: float = 0.95) -> Estimate:
     problem = _class_problem(y, min_n=3, min_per_class=_MIN_EVENTS_FOR_SLOPE)
     if problem:
         return _missing("calibration slope", "logistic recalibration (Wald)", y.size, problem)
-    lp = _logit(risk)
+    lp = logit(risk)
     if np.ptp(lp) == 0:
         return _missing("calibration slope", "logistic recalibration (Wald)", y.size, "insufficient data: all predicted risks are equal")
     fit = _glm(y, np.column_stack([np.ones_like(lp), lp]), None)
@@ -361,7 +360,7 @@ def calibration_intercept(y, risk, *, confidence: float = 0.95) -> Estimate:
     problem = _class_problem(y, min_n=2)
     if problem:
         return _missing("calibration intercept", _INTERCEPT_METHOD, y.size, problem)
-    fit = _glm(y, np.ones((y.size, 1)), _logit(risk), cov_type="HC0")
+    fit = _glm(y, np.ones((y.size, 1)), logit(risk), cov_type="HC0")
     low, high = fit.conf_int(alpha=1 - confidence)[0]
     return Estimate(metric="calibration intercept", value=float(fit.params[0]), lower=float(low), upper=float(high),
                     method=_INTERCEPT_METHOD, n=y.size)
@@ -537,7 +536,7 @@ class PerformanceEstimator:
         problem = _class_problem(y, min_n=3, min_per_class=2)
         if problem:
             return cls(None, *empty, int(y.size), problem)
-        lp = _logit(risk)
+        lp = logit(risk)
         spline = None
         if min(int(y.sum()), int(y.size - y.sum())) >= _MIN_CLASS_FOR_SPLINE and np.unique(lp).size > 4 * _SPLINE_KNOTS:
             spline = SplineTransformer(n_knots=_SPLINE_KNOTS, degree=3, knots="quantile", extrapolation="linear").fit(lp[:, None])
@@ -558,7 +557,7 @@ class PerformanceEstimator:
 
     def calibrated(self, risk) -> np.ndarray:
         """Calibrated risk for raw predicted ``risk`` (the point estimate of the calibrator)."""
-        return expit(_calibration_basis(self.spline, _logit(np.asarray(risk, dtype=float))) @ self.coefficients)
+        return expit(_calibration_basis(self.spline, logit(np.asarray(risk, dtype=float))) @ self.coefficients)
 
     def estimate(self, risk, *, threshold: float | None = None, confidence: float = 0.95,
                  n_simulations: int = 500, seed: int = 0) -> pd.DataFrame:
@@ -603,7 +602,7 @@ class PerformanceEstimator:
             _ERR_TOO_FEW.format(n=risk.size, min_n=2) if risk.size < 2 else None)
         if problem:
             return pd.DataFrame([_missing(m, "CBPE", int(risk.size), problem).as_dict() for m in metrics])
-        basis = _calibration_basis(self.spline, _logit(risk))
+        basis = _calibration_basis(self.spline, logit(risk))
         p = expit(basis @ self.coefficients)
         rng = np.random.default_rng(seed)
         draws = self.coefficients + rng.standard_normal((n_simulations, self.coefficients.size)) @ _root(self.covariance).T

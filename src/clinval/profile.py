@@ -345,20 +345,26 @@ def _bin_counts_sorted(sorted_values: np.ndarray, edges: np.ndarray, counts: np.
     return np.diff(cumulative[bounds]).astype(np.int64)
 
 
+def run_starts(sorted_values: np.ndarray) -> np.ndarray:
+    """Index of the first of each run of equal values in a sorted array (O(n), no sort)."""
+    return np.flatnonzero(np.concatenate(([True], sorted_values[1:] != sorted_values[:-1])))
+
+
+def run_lengths(starts: np.ndarray, n: int) -> np.ndarray:
+    """Counts of the runs that begin at ``starts`` in an array of ``n`` values."""
+    return np.diff(np.append(starts, n)).astype(np.int64)
+
+
 def _compress_ties(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Distinct values and their counts when that at most halves the memory, else as is."""
     n = sorted_values.size
     if n < 64:
         return sorted_values, None
-    n_distinct = int(np.count_nonzero(sorted_values[1:] != sorted_values[:-1])) + 1
+    n_distinct = int(np.count_nonzero(sorted_values[1:] != sorted_values[:-1])) + 1  # no index array for continuous columns
     if 4 * n_distinct > n:  # 16 bytes per distinct value against 8 per value
         return sorted_values, None
-    starts = np.flatnonzero(np.concatenate(([True], sorted_values[1:] != sorted_values[:-1])))
-    counts = np.diff(np.append(starts, n)).astype(np.int64)
-    return sorted_values[starts].copy(), counts
-
-
-_category_key = category_key  # clinval.vocabulary: numeric codes in numeric order
+    starts = run_starts(sorted_values)
+    return sorted_values[starts].copy(), run_lengths(starts, n)
 
 
 def _value_counts(series: pd.Series) -> tuple[pd.Series, int]:
@@ -399,7 +405,7 @@ def _numeric_profile(name: str, values: np.ndarray, n_bins: int) -> NumericProfi
 
 def _categorical_profile(name: str, series: pd.Series) -> CategoricalProfile:
     counts, n_missing = _value_counts(series)
-    order = sorted(range(len(counts)), key=lambda i: _category_key(counts.index[i]))
+    order = sorted(range(len(counts)), key=lambda i: category_key(counts.index[i]))
     categories = tuple(counts.index[i] for i in order)
     values = np.asarray([counts.iloc[i] for i in order], dtype=np.int64)
     return CategoricalProfile(

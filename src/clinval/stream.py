@@ -119,6 +119,8 @@ from clinval.profile import (
     _summarise_categorical,
     _summarise_numeric_sorted,
     merge_summaries,
+    run_lengths,
+    run_starts,
 )
 from clinval.vocabulary import REFERENCE, STATUS_OK
 
@@ -470,10 +472,10 @@ def _distinct_sorted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None
     """Distinct values and counts of a sorted array, or None past :data:`_EXACT_OFF_GRID` (O(n), no sort)."""
     if values.size == 0:
         return values.astype(np.float64), np.zeros(0, dtype=np.int64)
-    starts = np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1])))
+    starts = run_starts(values)
     if starts.size > _EXACT_OFF_GRID:
         return None
-    return values[starts].astype(np.float64), np.diff(np.append(starts, values.size)).astype(np.int64)
+    return values[starts].astype(np.float64), run_lengths(starts, values.size)
 
 
 def _ecdf_counts(values: np.ndarray, grid: np.ndarray) -> EcdfCounts:

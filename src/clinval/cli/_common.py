@@ -245,6 +245,25 @@ def ask_user_id() -> str:
         raise UserError(MSG_NO_INPUT.format(what="user id", env=ENV_USER)) from None
 
 
+MSG_CREATE_NEEDS_PASSPHRASE = "--create-signer runs non-interactively and needs the passphrase in ${env}"
+
+
+def machine_key(actor: str, *, printed_name: str, create: bool, no_signer: str):
+    """Unlock the machine identity ``actor``'s key, or with ``create`` make it from
+    ``$CLINVAL_PASSPHRASE`` (non-interactive). Returns ``(signer, created)``;
+    ``no_signer`` (with ``{actor}`` and ``{env}``) is the error when there is no key to use."""
+    from clinval.signing import ENV_PASSPHRASE, create_key, has_private_key, load_signer
+
+    if has_private_key(actor):
+        return load_signer(actor, passphrase=ask_passphrase(f"Passphrase for {actor}")), False
+    if not create:
+        raise UserError(no_signer.format(actor=actor, env=ENV_PASSPHRASE))
+    passphrase = os.environ.get(ENV_PASSPHRASE)
+    if not passphrase:
+        raise UserError(MSG_CREATE_NEEDS_PASSPHRASE.format(env=ENV_PASSPHRASE))
+    return create_key(user_id=actor, printed_name=printed_name, passphrase=passphrase), True
+
+
 def unlock_signer(ledger=None):
     """Ask for both signature components (21 CFR 11.200(a)) and unlock that user's key.
 

@@ -8,7 +8,6 @@ ledger (it prints ``CODE at seq N: message``); 2 a usage error or a refused oper
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -25,6 +24,7 @@ from clinval.cli._common import (
     format_option,
     friendly,
     ledger_options,
+    machine_key,
     open_ledger,
     sorted_choices,
     unlock_signer,
@@ -37,9 +37,6 @@ EXIT_VERIFY_FAILED = 1
 MSG_NO_SIGNER = (
     "no private key for actor {actor!r} on this machine; pass --create-signer (uses "
     "${env}) or run `clinval keys init --id {actor} --name \"...\"`"
-)
-MSG_CREATE_NEEDS_PASSPHRASE = (
-    "--create-signer runs non-interactively and needs the passphrase in ${env}"
 )
 MSG_NOTHING_NEW = "nothing new to record: this run is already in the ledger ({size} entries)"
 MSG_NOT_TORN = "nothing to recover: the ledger does not end in an incomplete line"
@@ -135,19 +132,12 @@ def record(
     """
     from clinval.ledger import record_run
     from clinval.review import sync_approvals, trusted_entries
-    from clinval.signing import ENV_PASSPHRASE, create_key, has_private_key, load_signer, private_key_path, record_access_failures
+    from clinval.signing import private_key_path, record_access_failures
     from clinval.signoff import printable, summarize
 
-    if has_private_key(actor):
-        signer = load_signer(actor, passphrase=ask_passphrase(f"Passphrase for {actor}"))
-    elif create_signer:
-        passphrase = os.environ.get(ENV_PASSPHRASE)
-        if not passphrase:
-            raise UserError(MSG_CREATE_NEEDS_PASSPHRASE.format(env=ENV_PASSPHRASE))
-        signer = create_key(user_id=actor, printed_name=printed_name, passphrase=passphrase)
+    signer, created = machine_key(actor, printed_name=printed_name, create=create_signer, no_signer=MSG_NO_SIGNER)
+    if created:
         click.echo(f"created signing key {signer.key_id} for {actor!r} at {private_key_path(actor)}")
-    else:
-        raise UserError(MSG_NO_SIGNER.format(actor=actor, env=ENV_PASSPHRASE))
     ledger = open_ledger(ledger_path, checkpoint_dir, keys_dir)
     record_access_failures(ledger, signer=signer)
     result = record_run(ledger, signer=signer, root=root, dvc_lock=dvc_lock, reports_dir=reports_dir)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,10 +17,10 @@ from clinval.cli._common import (
     PARAMS_FILE,
     LazyValue,
     UserError,
-    ask_passphrase,
     friendly,
     ledger_options,
     load_params,
+    machine_key,
     open_ledger,
 )
 
@@ -30,7 +29,6 @@ __all__ = ["build_service", "live_options", "machine_signer", "serve"]
 DEFAULT_LOG_DIR = layout.PREDICTIONS
 GIL_SWITCH_SECONDS = 0.0002
 """Python's thread switch interval while serving (measured: 3x the throughput of the 5 ms default at concurrency 8)."""
-MSG_CREATE_NEEDS_PASSPHRASE = "--create-signer runs non-interactively and needs the passphrase in ${env}"
 MSG_NO_SIGNER = (
     "no private key for actor {actor!r} on this machine; the live loop signs prediction_batch entries "
     "with it. Pass --create-signer (uses ${env}) or run `clinval keys init --id {actor} --name \"...\"`"
@@ -45,17 +43,8 @@ def machine_signer(*, actor: str, printed_name: str, create: bool, ledger):
     """Unlock (or, with ``create``, create) the machine identity that signs log entries,
     and register its key in the ledger if this is the actor's first key."""
     from clinval.ledger import register_key
-    from clinval.signing import ENV_PASSPHRASE, create_key, has_private_key, load_signer
 
-    if has_private_key(actor):
-        signer = load_signer(actor, passphrase=ask_passphrase(f"Passphrase for {actor}"))
-    elif create:
-        passphrase = os.environ.get(ENV_PASSPHRASE)
-        if not passphrase:
-            raise UserError(MSG_CREATE_NEEDS_PASSPHRASE.format(env=ENV_PASSPHRASE))
-        signer = create_key(user_id=actor, printed_name=printed_name, passphrase=passphrase)
-    else:
-        raise UserError(MSG_NO_SIGNER.format(actor=actor, env=ENV_PASSPHRASE))
+    signer, _ = machine_key(actor, printed_name=printed_name, create=create, no_signer=MSG_NO_SIGNER)
     registered = ledger.registered_keys()
     if not any(k.key_id == signer.key_id for k in registered):
         if any(k.user_id == actor for k in registered):
