@@ -159,3 +159,42 @@ def test_frame_digest_sees_values_order_and_categories():
     as_category = frame.assign(sex=pd.Categorical(frame["sex"], categories=["f", "m"]))
     reordered = frame.assign(sex=pd.Categorical(frame["sex"], categories=["m", "f"]))
     assert len({memo.digest(as_category), memo.digest(reordered), base}) == 3
+
+
+# ---------------------------------------------------------------------------- the fairness audit, period by period
+
+
+def _fairness_log(periods: list[str]) -> pd.DataFrame:
+    from test_fairness_disparities import simulate
+
+    parts = [simulate({"m": 300, "f": 250}, seed=20 + i, period=p, ages=True, miss_events={"f": 0.3 * (i % 2)})
+             for i, p in enumerate(periods)]
+    return pd.concat(parts, ignore_index=True)
+
+
+def _audit(log: pd.DataFrame):
+    from clinval import fairness
+    from test_fairness_disparities import make_settings
+
+    return fairness.to_json(fairness.audit_over_time(log, attributes=["sex", "age"], bands={"age": [35, 50, 60, 70]},
+                                                     settings=make_settings()))
+
+
+def test_fairness_audit_reads_old_periods_and_equals_a_cold_audit(tmp_path, monkeypatch):
+    from clinval import fairness_metrics
+
+    old = _fairness_log(["reference", "1990", "1991"])
+    grown = pd.concat([old, _fairness_log(["reference", "1990", "1991", "1992"]).query("period == '1992'")],
+                      ignore_index=True)
+    monkeypatch.setenv(memo.MEMO_ENV, "off")
+    cold = _audit(grown)
+
+    monkeypatch.setenv(memo.MEMO_ENV, str(tmp_path))
+    _audit(old)
+    computed = []
+    real = fairness_metrics._estimate_table
+    monkeypatch.setattr(fairness_metrics, "_estimate_table", lambda *a: computed.append(a) or real(*a))
+    warm = _audit(grown)
+    # one table per group column (sex, age band, their intersection) of the new period only
+    assert len(computed) == 3
+    assert json.dumps(warm, allow_nan=False) == json.dumps(cold, allow_nan=False)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -206,6 +207,31 @@ def test_editing_only_the_acceptance_criteria_reruns_only_revalidate(clone):
         plan_path.write_text(original)
 
 
+@pytest.mark.e2e
+def test_a_new_production_period_refits_nothing_and_leaves_record_01_alone(clone):
+    """The study one production period shorter than committed: prepare writes the reference
+    files with the bytes dvc.lock holds, so DVC re-runs score and the production records
+    but neither train nor profile (and likewise when a period is added)."""
+    from clinval import data
+
+    study_path = clone / "params" / "study.yaml"
+    original, lock = study_path.read_text(), (clone / "dvc.lock").read_text()
+    study = yaml.safe_load(original)
+    labels = data.prepare(data.study_from_params(study, params_path=str(study_path)), root=clone).periods
+    study["periods"]["production"]["to"] = type(study["periods"]["production"]["to"])(labels[-2])
+    try:
+        study_path.write_text(yaml.safe_dump(study, sort_keys=False))
+        done = subprocess.run([str(BIN / "dvc"), "repro", "prepare"], cwd=clone, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+        changed = _changed_inputs(clone)
+        assert changed["score"] == {"data/prepared/production.parquet": "modified"}, changed
+        assert {"train", "profile"}.isdisjoint(changed) and {"drift", "fairness"} <= set(changed), changed
+    finally:
+        study_path.write_text(original)
+        (clone / "dvc.lock").write_text(lock)
+        shutil.rmtree(clone / "data" / "prepared", ignore_errors=True)
+
+
 def test_the_drift_and_fairness_records_read_only_the_plans_triggers():
     """What DVC tracks for them (`params/pccp.yaml: [triggers]`) is all they read."""
     from clinval import pccp
@@ -239,7 +265,8 @@ def test_repro_check_names_the_output_and_the_number_that_moved_on_another_kerne
     result = _check(clone, "--target", "score", env=other_cpu)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "identical   data/prepared" in result.stdout
-    assert "data/scored/predictions.parquet: largest change" in result.stdout and "(at predicted_risk)" in result.stdout
+    assert re.search(r"data/scored/(holdout|production)\.parquet: largest change", result.stdout)
+    assert "(at predicted_risk)" in result.stdout
     assert "no decision differs" in result.stdout
 
 
@@ -254,7 +281,7 @@ def test_repro_check_fails_when_an_input_differs(tmp_path):
     result = _check(clone, "--target", "prepare")
     assert result.returncode == 2, result.stdout + result.stderr
     assert "input changed: params/study.yaml: name" in result.stdout
-    assert "data/prepared/study.json: 1 sentence(s) changed" in result.stdout
+    assert "data/prepared/reference.json: 1 sentence(s) changed" in result.stdout
 
 
 # ---------------------------------------------------------------------------- comparing records

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -602,32 +602,73 @@ def prepare(study: Study, *, root: str | os.PathLike = ".") -> PreparedStudy:
 # ---------------------------------------------------------------------------- storage
 
 
+REFERENCE_FILE = "reference.parquet"
+"""The reference period's records, in the prepared study's folder."""
+REFERENCE_DESCRIPTION = "reference.json"
+"""The study's schema and the reference period's metadata: with :data:`REFERENCE_FILE`, all
+that the locked model and its reference profile are made from."""
+PRODUCTION_FILE = "production.parquet"
+STUDY_FILE = "study.json"
+"""The production periods and the source's metadata."""
+_REFERENCE_KEYS = ("study", "n_reference", "reference_bounds", "period_rule")
+
+
 def write_prepared(prepared: PreparedStudy, out_dir: str | os.PathLike) -> Path:
-    """Write the prepared study to ``out_dir`` atomically (all files or none)."""
+    """Write the prepared study to ``out_dir`` atomically (all files or none).
+
+    The reference period (:data:`REFERENCE_FILE`, :data:`REFERENCE_DESCRIPTION`) is
+    written apart from the production periods and the source (:data:`PRODUCTION_FILE`,
+    :data:`STUDY_FILE`): a new production period, or new rows in the source, leave the
+    reference files' bytes as they were, so DVC does not re-fit the locked model or
+    re-profile the reference.
+    """
     with atomic_directory(out_dir) as tmp:
-        prepared.reference.to_parquet(tmp / "reference.parquet", index=False)
-        prepared.production.to_parquet(tmp / "production.parquet", index=False)
-        study = {"schema": asdict(prepared.schema), "periods": list(prepared.periods), "metadata": dict(prepared.metadata)}
-        (tmp / "study.json").write_text(json.dumps(study, indent=2, sort_keys=True) + "\n")
+        prepared.reference.to_parquet(tmp / REFERENCE_FILE, index=False)
+        prepared.production.to_parquet(tmp / PRODUCTION_FILE, index=False)
+        reference = {k: prepared.metadata[k] for k in _REFERENCE_KEYS if k in prepared.metadata}
+        production = {k: v for k, v in prepared.metadata.items() if k not in _REFERENCE_KEYS}
+        _write_json(tmp / REFERENCE_DESCRIPTION, {"schema": asdict(prepared.schema), "metadata": reference})
+        _write_json(tmp / STUDY_FILE, {"periods": list(prepared.periods), "metadata": production})
     return Path(out_dir)
+
+
+def _write_json(path: Path, document: Mapping[str, Any]) -> None:
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
+def _read_json(path: Path) -> dict:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no prepared study here; run `dvc repro prepare` (or `make run`) first.")
+    return json.loads(path.read_text())
+
+
+def load_reference(path: str | os.PathLike, description: str | os.PathLike | None = None) -> PreparedStudy:
+    """The reference period of a prepared study, without its production periods.
+
+    ``path`` is the prepared study's folder, or its :data:`REFERENCE_FILE`;
+    ``description`` is the :data:`REFERENCE_DESCRIPTION` (default: the one beside it).
+    Only these two files are read (what the ``train`` and ``profile`` stages depend on);
+    ``production`` is empty and ``periods`` is ``()``.
+    """
+    path = Path(path)
+    records = path / REFERENCE_FILE if path.is_dir() else path
+    described = _read_json(Path(description) if description is not None else records.parent / REFERENCE_DESCRIPTION)
+    if not records.exists():
+        raise FileNotFoundError(f"{records}: no prepared study here; run `dvc repro prepare` (or `make run`) first.")
+    schema = Schema(**{k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+                       for k, v in described["schema"].items()})
+    reference = pd.read_parquet(records)
+    return PreparedStudy(reference=reference, production=reference.iloc[:0], schema=schema, periods=(),
+                         metadata=described["metadata"])
 
 
 def load_prepared(path: str | os.PathLike) -> PreparedStudy:
     """Read a prepared study written by :func:`write_prepared`."""
     path = Path(path)
-    if not (path / "study.json").exists():
-        raise FileNotFoundError(f"{path}: no prepared study here; run `dvc repro prepare` (or `make run`) first.")
-    meta = json.loads((path / "study.json").read_text())
-    schema_fields = meta["schema"]
-    schema = Schema(**{k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
-                       for k, v in schema_fields.items()})
-    return PreparedStudy(
-        reference=pd.read_parquet(path / "reference.parquet"),
-        production=pd.read_parquet(path / "production.parquet"),
-        schema=schema,
-        periods=tuple(meta["periods"]),
-        metadata=meta["metadata"],
-    )
+    study = _read_json(path / STUDY_FILE)
+    reference = load_reference(path)
+    return replace(reference, production=pd.read_parquet(path / PRODUCTION_FILE), periods=tuple(study["periods"]),
+                   metadata={**reference.metadata, **study["metadata"]})
 
 
 # ---------------------------------------------------------------------------- description

@@ -432,15 +432,22 @@ def _render_html(nb, *, title: str, footer: str, findings: str = "") -> str:
 
 
 def _study(parameters: Mapping[str, Any], notebook: Path) -> dict[str, Any]:
-    """Which study (and which data) a record was made from, from its prepared study."""
-    prepared = parameters.get("prepared_dir")
-    if not isinstance(prepared, str):
+    """Which study (and which data) a record was made from, from its prepared study: the
+    name from the reference description, the source's digest from the whole study (a
+    record made from the reference period alone, like record 01, names the study only)."""
+    from clinval.data import REFERENCE_DESCRIPTION, STUDY_FILE
+
+    prepared, described = parameters.get("prepared_dir"), parameters.get("reference_description_file")
+    folder = (notebook.parent / prepared) if isinstance(prepared, str) else None
+    description = (notebook.parent / described) if isinstance(described, str) else \
+        (folder / REFERENCE_DESCRIPTION if folder is not None else None)
+    if description is None or not description.exists():
         return {}
-    path = (notebook.parent / prepared / "study.json").resolve()
-    if not path.exists():
-        return {}
-    meta = json.loads(path.read_text()).get("metadata", {})
-    return {"name": meta.get("study"), "data_sha256": (meta.get("source") or {}).get("sha256")}
+    found = {"name": json.loads(description.read_text()).get("metadata", {}).get("study")}
+    if folder is not None and (folder / STUDY_FILE).exists():
+        source = json.loads((folder / STUDY_FILE).read_text()).get("metadata", {}).get("source") or {}
+        found["data_sha256"] = source.get("sha256")
+    return found
 
 
 def _input_digests(notebook: Path, parameters: Mapping[str, Any], root: Path) -> dict[str, str]:

@@ -98,7 +98,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
-from fairlearn.metrics import MetricFrame
 
 from clinval.errors import InputError
 from clinval.disclosure import SUPPRESSED_RATE
@@ -136,7 +135,7 @@ from clinval.fairness_metrics import (  # noqa: F401  (re-exported)
     RATIO,
     _ERR_NO_LABELS_GROUP,
     _LABEL_METRICS,
-    _metric_frame,
+    group_estimates,
     _rate_counts,
 )
 from clinval.fairness_gaps import (  # noqa: F401  (re-exported)
@@ -388,8 +387,7 @@ def _analyse(frame: pd.DataFrame, *, attribute: str, settings: FairnessSettings,
     where = _where(period)
     label = suppressed_label(settings.min_cell_size)
     counts = data.groups.value_counts()
-    mf = _metric_frame(data.y, data.risk, data.decision, data.groups, settings.confidence)
-    estimates: dict[str, pd.Series] = {OVERALL_GROUP: mf.overall, **{g: mf.by_group.loc[g] for g in data.order}}
+    estimates = group_estimates(data.y, data.risk, data.decision, data.groups, settings.confidence)
     results: dict[str, _GroupResult] = {}
     rows, notes = [], []
     for g in [OVERALL_GROUP, *data.order]:

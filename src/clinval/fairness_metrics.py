@@ -13,7 +13,8 @@ import pandas as pd
 from fairlearn.metrics import MetricFrame, false_positive_rate, selection_rate, true_positive_rate
 from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
-from clinval import intervals, performance
+from clinval import intervals, memo, performance
+from clinval.fairness_groups import OVERALL_GROUP
 from clinval.performance import OK, Estimate
 
 
@@ -169,6 +170,39 @@ def _metric_frame(y: np.ndarray, risk: np.ndarray, decision: np.ndarray, groups:
         sensitive_features=groups,
         sample_params={m: {"risk": risk} for m in _NEEDS_RISK},
     )
+
+
+_ESTIMATE_COLUMNS = ("group", "metric", "value", "lower", "upper", "method", "n", "status")
+
+
+def _estimate_table(y: np.ndarray, risk: np.ndarray, decision: np.ndarray, groups: pd.Series,
+                    confidence: float) -> pd.DataFrame:
+    mf = _metric_frame(y, risk, decision, groups, confidence)
+    cells = {OVERALL_GROUP: mf.overall, **{str(g): mf.by_group.loc[g] for g in mf.by_group.index}}
+    rows = [(g, m, e.value, e.lower, e.upper, e.method, e.n, e.status)
+            for g, row in cells.items() for m in METRICS for e in [row[m]]]
+    return pd.DataFrame(rows, columns=list(_ESTIMATE_COLUMNS)).astype({"value": float, "lower": float, "upper": float,
+                                                                         "n": "int64"})
+
+
+def group_estimates(y: np.ndarray, risk: np.ndarray, decision: np.ndarray, groups: pd.Series,
+                    confidence: float) -> dict[str, dict[str, Estimate]]:
+    """Every metric of every group (and of ``OVERALL_GROUP``, all records), with its interval.
+
+    Memoised (:mod:`clinval.memo`) under the content hash of the outcomes, risks,
+    decisions, group labels and confidence: a period whose records did not change is read
+    back, not recomputed, and the estimates are the same either way.
+    """
+    labels = groups.astype(str).to_numpy()
+    key = memo.digest("fairness.group_estimates", np.asarray(y, dtype=float), np.asarray(risk, dtype=float),
+                      np.asarray(decision, dtype=bool), labels.astype("U"), float(confidence))
+    table = memo.memoised_table("fairness.group_estimates", key,
+                                lambda: _estimate_table(y, risk, decision, pd.Series(labels, name=groups.name), confidence))
+    out: dict[str, dict[str, Estimate]] = {}
+    for g, m, value, lower, upper, method, n, status in table.itertuples(index=False):
+        out.setdefault(g, {})[m] = Estimate(metric=m, value=float(value), lower=float(lower), upper=float(upper),
+                                            method=method, n=int(n), status=status)
+    return out
 
 
 def _rate_counts(y: np.ndarray, decision: np.ndarray) -> dict[str, tuple[int, int]]:

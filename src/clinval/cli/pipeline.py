@@ -48,7 +48,7 @@ def train(prepared: Path, recipe_path: Path, out: Path) -> None:
     from clinval import data, model
 
     recipe = model.recipe_from_params(load_params(recipe_path))
-    pipeline, card = model.fit_locked_model(data.load_prepared(prepared), recipe)
+    pipeline, card = model.fit_locked_model(data.load_reference(prepared), recipe)  # the production periods are not read
     model.write_model(pipeline, card, out)
     click.echo(f"trained {out}: {card.n_train} training records, {len(card.coefficients)} coefficients.")
 
