@@ -45,7 +45,11 @@ __all__ = [
     "Schema",
     "Study",
     "StudyError",
+    "load_holdout",
     "load_prepared",
+    "load_prediction_log",
+    "load_reference",
+    "write_prediction_log",
     "load_study",
     "prepare",
     "study_from_params",
@@ -669,6 +673,47 @@ def load_prepared(path: str | os.PathLike) -> PreparedStudy:
     reference = load_reference(path)
     return replace(reference, production=pd.read_parquet(path / PRODUCTION_FILE), periods=tuple(study["periods"]),
                    metadata={**reference.metadata, **study["metadata"]})
+
+
+# ---------------------------------------------------------------------------- the prediction log (stage score)
+
+
+HOLDOUT_FILE = "holdout.parquet"
+"""The reference hold-out's predictions (``period == "reference"``), in the scored folder."""
+PRODUCTION_PREDICTIONS_FILE = "production.parquet"
+"""Every production period's predictions, in the scored folder."""
+
+
+def write_prediction_log(log: pd.DataFrame, out_dir: str | os.PathLike) -> Path:
+    """Write the prediction log to ``out_dir`` atomically: the reference hold-out to
+    :data:`HOLDOUT_FILE`, the production periods to :data:`PRODUCTION_PREDICTIONS_FILE`
+    (so a new production period leaves the hold-out file's bytes, and the reference
+    profile made from them, as they were)."""
+    is_holdout = (log["period"] == REFERENCE).to_numpy()
+    with atomic_directory(out_dir) as tmp:
+        log[is_holdout].to_parquet(tmp / HOLDOUT_FILE, index=False)
+        log[~is_holdout].to_parquet(tmp / PRODUCTION_PREDICTIONS_FILE, index=False)
+    return Path(out_dir)
+
+
+def _scored(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no prediction log here; run `dvc repro score` (or `make run`) first.")
+    return pd.read_parquet(path)
+
+
+def load_holdout(scored: str | os.PathLike) -> pd.DataFrame:
+    """The reference hold-out's predictions only (what the reference profile reads):
+    ``scored`` is the scored folder or its :data:`HOLDOUT_FILE`."""
+    path = Path(scored)
+    return _scored(path / HOLDOUT_FILE if path.is_dir() else path)
+
+
+def load_prediction_log(scored_dir: str | os.PathLike) -> pd.DataFrame:
+    """Read the prediction log written by the ``score`` stage: the reference hold-out,
+    then every production period."""
+    production = _scored(Path(scored_dir) / PRODUCTION_PREDICTIONS_FILE)
+    return pd.concat([load_holdout(scored_dir), production], ignore_index=True)
 
 
 # ---------------------------------------------------------------------------- description

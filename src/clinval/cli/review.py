@@ -60,7 +60,7 @@ def pull(records: tuple[Path, ...], scored: Path, out: Path) -> None:
 
     Patient rows go to the DVC-tracked review queue only, never to reports/.
     """
-    from clinval.model import load_prediction_log
+    from clinval.data import load_prediction_log  # not clinval.model: no scikit-learn to import
     from clinval.review import pull_review_queue
 
     alerts = _alerts(records)
