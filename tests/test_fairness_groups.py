@@ -206,3 +206,34 @@ def test_monica_prediction_log(monica, locked_model):
     sex = audit.group_table(period="1993", attribute="sex")
     assert sex[sex["metric"] == "auroc"]["status"].eq("ok").all()
     json.dumps(fairness.to_json(audit), allow_nan=False)
+
+
+def test_the_audit_computes_exactly_the_cells_of_fairlearns_metricframe(monkeypatch):
+    """The audit calls each metric per group itself (MetricFrame's per-row np.stack is
+    most of its time on large logs); fairlearn's MetricFrame on the same arrays is the
+    reference, cell by cell, including unlabelled patients, a one-class group and a
+    group of three."""
+    from fairlearn.metrics import MetricFrame
+
+    from clinval import fairness_metrics, memo
+
+    monkeypatch.setenv(memo.MEMO_ENV, "off")
+    log = simulate({"m": 400, "f": 300, "x": 3}, seed=4)
+    rng = np.random.default_rng(5)
+    y = log["label"].to_numpy(dtype=float, na_value=np.nan)
+    y[rng.random(y.size) < 0.1] = np.nan  # labels not yet known
+    y[(log["sex"] == "x").to_numpy()] = 0.0  # no events in that group
+    risk = log["predicted_risk"].to_numpy()
+    decision = risk >= 0.3
+    groups = log["sex"].astype(str).rename("sex")
+    ours = fairness_metrics.group_estimates(y, risk, decision, groups, 0.9)
+    reference = fairness_metrics._metric_frame(y, risk, decision, groups, 0.9)
+    assert isinstance(reference, MetricFrame)
+    expected = {OVERALL_GROUP: reference.overall, **{g: reference.by_group.loc[g] for g in reference.by_group.index}}
+    assert set(ours) == set(expected)
+    for g, cells in expected.items():
+        for metric in fairness.METRICS:
+            a, b = ours[g][metric], cells[metric]
+            assert (a.metric, a.method, a.n, a.status) == (b.metric, b.method, b.n, b.status), (g, metric)
+            for x, z in ((a.value, b.value), (a.lower, b.lower), (a.upper, b.upper)):
+                assert (np.isnan(x) and np.isnan(z)) or x == z, (g, metric, a, b)

@@ -8,7 +8,7 @@ The package computes; the notebooks in ``notebooks/`` narrate. Public modules:
 ``profile``      the reference profile and mergeable per-period summaries
 ``drift``        two-sample drift statistics with FDR-controlled decisions
 ``spc``          CUSUM and EWMA control charts
-``fairness``     group metrics and disparities (fairlearn MetricFrame)
+``fairness``     group metrics and disparities (fairlearn metrics per group)
 ``privacy``      small-cell suppression
 ``pccp``         the change control plan: triggers, modifications, acceptance criteria
 ``review``       the review queue and signed approvals

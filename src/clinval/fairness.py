@@ -10,10 +10,13 @@ privacy (:mod:`clinval.fairness_suppression`), metrics with their intervals
 (:mod:`clinval.fairness_metrics`), gaps and their sentences (:mod:`clinval.fairness_gaps`);
 this module holds the settings, the results and the audit, and re-exports the public names.
 
-Disaggregation is fairlearn's :class:`~fairlearn.metrics.MetricFrame`; the metric
-callables handed to it reuse :mod:`clinval.performance` (prevalence, AUROC, O/E,
-calibration slope) and fairlearn's base metrics (sensitivity, false-positive rate,
-selection rate), so the numbers agree with the rest of clinval.
+Each metric is computed per group by calling it on the group's rows, exactly as
+fairlearn's :class:`~fairlearn.metrics.MetricFrame` calls it (the tests hold every cell
+equal to MetricFrame's; MetricFrame itself stacks every column row by row for every call,
+29 of 40 s on 444,000 records). The metrics reuse :mod:`clinval.performance`
+(prevalence, AUROC, O/E, calibration slope) and fairlearn's base metrics (sensitivity,
+false-positive rate, selection rate), so the numbers agree with the rest of clinval. A
+period's cells are memoised (:mod:`clinval.memo`): a new period computes only its own.
 
 Public API
 ----------
@@ -694,7 +697,7 @@ def to_json(audit: FairnessAudit) -> dict:
         "settings": {k: _json_value(v) if not isinstance(v, list | dict) else v for k, v in audit.settings.as_dict().items()},
         "method": {"interval": "score-type per group (Wilson; Newcombe for AUROC; delta method for O/E; Wald for the "
                                "calibration slope); gaps by MOVER (Newcombe's method 10 for rates), no resampling",
-                   "disaggregation": "fairlearn.metrics.MetricFrame"},
+                   "disaggregation": "per group, the cells of fairlearn.metrics.MetricFrame"},
         "periods": list(audit.periods),
         "attributes": list(audit.attributes),
         "reference_groups": dict(audit.reference_groups),

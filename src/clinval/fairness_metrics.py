@@ -162,7 +162,9 @@ _EQUALIZED_ODDS_PARTS = ("sensitivity", "false_positive_rate")
 
 def _metric_frame(y: np.ndarray, risk: np.ndarray, decision: np.ndarray, groups: pd.Series,
                   confidence: float) -> MetricFrame:
-    """fairlearn's MetricFrame over all metrics; cells hold :class:`Estimate` values with intervals."""
+    """fairlearn's MetricFrame over all metrics; cells hold :class:`Estimate` values with
+    intervals. The audit computes the same cells with :func:`_estimate_table` (the tests
+    hold the two equal); this is the reference."""
     return MetricFrame(
         metrics={m: partial(fn, confidence=confidence) for m, fn in _CALLABLES.items()},
         y_true=y,
@@ -172,15 +174,24 @@ def _metric_frame(y: np.ndarray, risk: np.ndarray, decision: np.ndarray, groups:
     )
 
 
-_ESTIMATE_COLUMNS = ("group", "metric", "value", "lower", "upper", "method", "n", "status")
+_ESTIMATE_COLUMNS = ("group", "metric", "name", "value", "lower", "upper", "method", "n", "status")
 
 
 def _estimate_table(y: np.ndarray, risk: np.ndarray, decision: np.ndarray, groups: pd.Series,
                     confidence: float) -> pd.DataFrame:
-    mf = _metric_frame(y, risk, decision, groups, confidence)
-    cells = {OVERALL_GROUP: mf.overall, **{str(g): mf.by_group.loc[g] for g in mf.by_group.index}}
-    rows = [(g, m, e.value, e.lower, e.upper, e.method, e.n, e.status)
-            for g, row in cells.items() for m in METRICS for e in [row[m]]]
+    """Every metric of every group and of all records: the cells of :func:`_metric_frame`,
+    each metric called on the group's rows as MetricFrame calls it (same arrays, dtypes
+    and order), without MetricFrame's per-row ``np.stack`` of every column for every
+    call (fairlearn 0.15: 29 of the audit's 40 s on 444,000 records)."""
+    y, risk, predicted = np.asarray(y, dtype=float), np.asarray(risk, dtype=float), np.asarray(decision).astype(int)
+    labels = groups.to_numpy()
+    cells = {OVERALL_GROUP: np.arange(labels.size), **pd.Series(labels).groupby(labels, sort=True).indices}
+    rows = []
+    for g, rows_of_g in cells.items():
+        for m in METRICS:
+            extra = {"risk": risk[rows_of_g]} if m in _NEEDS_RISK else {}
+            e = _CALLABLES[m](y[rows_of_g], predicted[rows_of_g], confidence=confidence, **extra)
+            rows.append((str(g), m, e.metric, e.value, e.lower, e.upper, e.method, e.n, e.status))
     return pd.DataFrame(rows, columns=list(_ESTIMATE_COLUMNS)).astype({"value": float, "lower": float, "upper": float,
                                                                          "n": "int64"})
 
@@ -199,8 +210,8 @@ def group_estimates(y: np.ndarray, risk: np.ndarray, decision: np.ndarray, group
     table = memo.memoised_table("fairness.group_estimates", key,
                                 lambda: _estimate_table(y, risk, decision, pd.Series(labels, name=groups.name), confidence))
     out: dict[str, dict[str, Estimate]] = {}
-    for g, m, value, lower, upper, method, n, status in table.itertuples(index=False):
-        out.setdefault(g, {})[m] = Estimate(metric=m, value=float(value), lower=float(lower), upper=float(upper),
+    for g, m, name, value, lower, upper, method, n, status in table.itertuples(index=False):
+        out.setdefault(g, {})[m] = Estimate(metric=name, value=float(value), lower=float(lower), upper=float(upper),
                                             method=method, n=int(n), status=status)
     return out
 
