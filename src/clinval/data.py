@@ -31,6 +31,8 @@ import pandas as pd
 from clinval import layout
 from clinval._io import atomic_directory
 from clinval.errors import InputError, MissingInputError
+from clinval.layout import (HOLDOUT_FILE, PRODUCTION_FILE, PRODUCTION_PREDICTIONS_FILE, REFERENCE_DESCRIPTION,
+                            REFERENCE_FILE, STUDY_FILE)
 from clinval.sources import CSV_ATTR, SOURCE_FILES_ATTR, EmbeddedSource, SourceError, duplicate_names, embedded_from_params, read_source
 from clinval.vocabulary import REFERENCE, category_key
 
@@ -606,14 +608,6 @@ def prepare(study: Study, *, root: str | os.PathLike = ".") -> PreparedStudy:
 # ---------------------------------------------------------------------------- storage
 
 
-REFERENCE_FILE = "reference.parquet"
-"""The reference period's records, in the prepared study's folder."""
-REFERENCE_DESCRIPTION = "reference.json"
-"""The study's schema and the reference period's metadata: with :data:`REFERENCE_FILE`, all
-that the locked model and its reference profile are made from."""
-PRODUCTION_FILE = "production.parquet"
-STUDY_FILE = "study.json"
-"""The production periods and the source's metadata."""
 _REFERENCE_KEYS = ("study", "n_reference", "reference_bounds", "period_rule")
 
 
@@ -676,12 +670,6 @@ def load_prepared(path: str | os.PathLike) -> PreparedStudy:
 
 
 # ---------------------------------------------------------------------------- the prediction log (stage score)
-
-
-HOLDOUT_FILE = "holdout.parquet"
-"""The reference hold-out's predictions (``period == "reference"``), in the scored folder."""
-PRODUCTION_PREDICTIONS_FILE = "production.parquet"
-"""Every production period's predictions, in the scored folder."""
 
 
 def write_prediction_log(log: pd.DataFrame, out_dir: str | os.PathLike) -> Path:

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from clinval import __version__, disclosure
+from clinval.layout import REFERENCE_DESCRIPTION, STUDY_FILE
 from clinval._io import atomic_write_bytes, atomic_write_text, sha256_path
 from clinval.errors import ClinvalError, InputError
 from clinval.privacy import DEFAULT_MIN_CELL_SIZE
@@ -435,8 +436,6 @@ def _study(parameters: Mapping[str, Any], notebook: Path) -> dict[str, Any]:
     """Which study (and which data) a record was made from, from its prepared study: the
     name from the reference description, the source's digest from the whole study (a
     record made from the reference period alone, like record 01, names the study only)."""
-    from clinval.data import REFERENCE_DESCRIPTION, STUDY_FILE
-
     prepared, described = parameters.get("prepared_dir"), parameters.get("reference_description_file")
     folder = (notebook.parent / prepared) if isinstance(prepared, str) else None
     description = (notebook.parent / described) if isinstance(described, str) else \
