@@ -1,6 +1,6 @@
-"""Group metrics: bands, group columns, and known answers per group (fairlearn MetricFrame
-point estimates against direct sklearn / statsmodels computations; each interval against
-the method it states)."""
+"""Group metrics: bands, group columns, and known answers per group (the audit's per-group
+cells equal fairlearn MetricFrame's; point estimates against direct sklearn / statsmodels
+computations; each interval against the method it states)."""
 
 from __future__ import annotations
 

@@ -207,3 +207,27 @@ def test_cli_index_without_records_explains(tmp_path):
     result = CliRunner().invoke(report_cli, ["index", "--reports", str(tmp_path / "reports"), "--out", str(tmp_path / "i.html")])
     assert result.exit_code == 2
     assert "no evidence records (NN_name.json) to index" in result.output
+
+
+@pytest.mark.parametrize("differs", ["data", "reference"])
+def test_records_made_from_other_data_or_another_reference_are_a_mixed_run(tmp_path, differs):
+    """Record 01 is made from the reference alone (no source digest, so a new production
+    period leaves it as it was); the reference's own digest still ties it to the others."""
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    study = {"name": "a study", "reference_sha256": "r" * 64}
+    _write_record(reports, "01_reference_profile", study={**study, **({"reference_sha256": "s" * 64} if differs == "reference" else {})})
+    _write_record(reports, "02_drift_analysis", study={**study, "data_sha256": "d" * 64})
+    _write_record(reports, "03_fairness_audit", study={**study, "data_sha256": ("e" if differs == "data" else "d") * 64})
+    text = _text(_soup(write_index(reports_dir=reports, out=reports / "index.html")))
+    assert "the run is mixed" in text
+
+
+def test_one_reference_and_one_source_are_not_a_mixed_run(tmp_path):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    study = {"name": "a study", "reference_sha256": "r" * 64}
+    _write_record(reports, "01_reference_profile", study=study)
+    _write_record(reports, "02_drift_analysis", study={**study, "data_sha256": "d" * 64})
+    text = _text(_soup(write_index(reports_dir=reports, out=reports / "index.html")))
+    assert "the run is mixed" not in text and "Study: a study" in text

@@ -211,7 +211,8 @@ def test_editing_only_the_acceptance_criteria_reruns_only_revalidate(clone):
 def test_a_new_production_period_refits_nothing_and_leaves_record_01_alone(clone):
     """The study one production period shorter than committed: prepare writes the reference
     files with the bytes dvc.lock holds, so DVC re-runs score and the production records
-    but neither train nor profile (and likewise when a period is added)."""
+    but neither train nor profile (tests/test_prepared_files.py checks the bytes of every
+    file, the hold-out's predictions included, for a shorter and a later-starting study)."""
     from clinval import data
 
     study_path = clone / "params" / "study.yaml"

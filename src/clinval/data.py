@@ -18,6 +18,7 @@ The prepared study keeps three reserved columns beside the study's own:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -608,7 +609,7 @@ def prepare(study: Study, *, root: str | os.PathLike = ".") -> PreparedStudy:
 # ---------------------------------------------------------------------------- storage
 
 
-_REFERENCE_KEYS = ("study", "n_reference", "reference_bounds", "period_rule")
+_REFERENCE_KEYS = ("study", "n_reference", "reference_bounds", "period_rule", "reference_sha256")
 
 
 def write_prepared(prepared: PreparedStudy, out_dir: str | os.PathLike) -> Path:
@@ -624,6 +625,10 @@ def write_prepared(prepared: PreparedStudy, out_dir: str | os.PathLike) -> Path:
         prepared.reference.to_parquet(tmp / REFERENCE_FILE, index=False)
         prepared.production.to_parquet(tmp / PRODUCTION_FILE, index=False)
         reference = {k: prepared.metadata[k] for k in _REFERENCE_KEYS if k in prepared.metadata}
+        # the reference's content (pandas' hash of every row): records made from it name it, so the
+        # index can tell records made from another reference apart (record 01 has no source digest)
+        rows = pd.util.hash_pandas_object(prepared.reference, index=False).to_numpy()
+        reference["reference_sha256"] = hashlib.sha256(rows.tobytes()).hexdigest()
         production = {k: v for k, v in prepared.metadata.items() if k not in _REFERENCE_KEYS}
         _write_json(tmp / REFERENCE_DESCRIPTION, {"schema": asdict(prepared.schema), "metadata": reference})
         _write_json(tmp / STUDY_FILE, {"periods": list(prepared.periods), "metadata": production})
@@ -676,8 +681,9 @@ def write_prediction_log(log: pd.DataFrame, out_dir: str | os.PathLike) -> Path:
     """Write the prediction log to ``out_dir`` atomically: the reference hold-out to
     :data:`HOLDOUT_FILE`, the production periods to :data:`PRODUCTION_PREDICTIONS_FILE`
     (so a new production period leaves the hold-out file's bytes, and the reference
-    profile made from them, as they were)."""
-    is_holdout = (log["period"] == REFERENCE).to_numpy()
+    profile made from them, as they were). :func:`load_prediction_log` gives the hold-out
+    rows first, then the production rows, each in the order written."""
+    is_holdout = log["period"].eq(REFERENCE).to_numpy(dtype=bool, na_value=False)
     with atomic_directory(out_dir) as tmp:
         log[is_holdout].to_parquet(tmp / HOLDOUT_FILE, index=False)
         log[~is_holdout].to_parquet(tmp / PRODUCTION_PREDICTIONS_FILE, index=False)
@@ -720,8 +726,10 @@ def data_dictionary(prepared: PreparedStudy) -> pd.DataFrame:
     for column in s.categorical:
         cats = [str(c) for c in sorted(frame[column].dropna().unique().tolist(), key=category_key)]
         rows.append({"column": column, "role": "categorical feature", "type": "category", "values": ", ".join(cats)})
-    rows.append({"column": s.time, "role": "time", "type": "period",
-                 "values": f"reference, then {', '.join(prepared.periods)}"})
+    bounds = prepared.metadata.get("reference_bounds")
+    reference = f"reference {bounds[0]} to {bounds[1]}" if bounds else "reference"
+    rows.append({"column": s.time, "role": "time", "type": "period",  # the reference alone: no production period
+                 "values": f"{reference}, then {', '.join(prepared.periods)}" if prepared.periods else reference})
     table = pd.DataFrame(rows)
     table["sensitive"] = table["column"].isin(s.sensitive)
     described = dict(s.descriptions)

@@ -401,7 +401,9 @@ def _findings(record: Mapping[str, Any]) -> str:
     study = record.get("study") or {}
     where = ""
     if study.get("name"):
-        digest = f" · data SHA-256 <code>{html.escape(str(study.get('data_sha256', ''))[:12])}</code>" if study.get("data_sha256") else ""
+        kind, value = ("data", study.get("data_sha256")) if study.get("data_sha256") else \
+            ("reference data", study.get("reference_sha256"))
+        digest = f" · {kind} SHA-256 <code>{html.escape(str(value))[:12]}</code>" if value else ""
         where = f'<p class="clinval-study">Study: {html.escape(study["name"])}{digest}</p>'
     alerts = record.get("alerts") or []
     items = "".join(f"<li>{html.escape(str(a.get('summary', a.get('id', ''))))}</li>" for a in alerts[:8])
@@ -434,15 +436,17 @@ def _render_html(nb, *, title: str, footer: str, findings: str = "") -> str:
 
 def _study(parameters: Mapping[str, Any], notebook: Path) -> dict[str, Any]:
     """Which study (and which data) a record was made from, from its prepared study: the
-    name from the reference description, the source's digest from the whole study (a
-    record made from the reference period alone, like record 01, names the study only)."""
+    name and the reference's digest from the reference description, the source's digest
+    from the whole study (a record made from the reference period alone, like record 01,
+    has no source digest: a new production period must not change it)."""
     prepared, described = parameters.get("prepared_dir"), parameters.get("reference_description_file")
     folder = (notebook.parent / prepared) if isinstance(prepared, str) else None
     description = (notebook.parent / described) if isinstance(described, str) else \
         (folder / REFERENCE_DESCRIPTION if folder is not None else None)
     if description is None or not description.exists():
         return {}
-    found = {"name": json.loads(description.read_text()).get("metadata", {}).get("study")}
+    described_metadata = json.loads(description.read_text()).get("metadata", {})
+    found = {"name": described_metadata.get("study"), "reference_sha256": described_metadata.get("reference_sha256")}
     if folder is not None and (folder / STUDY_FILE).exists():
         source = json.loads((folder / STUDY_FILE).read_text()).get("metadata", {}).get("source") or {}
         found["data_sha256"] = source.get("sha256")

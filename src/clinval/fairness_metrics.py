@@ -1,5 +1,7 @@
 """The fairness audit's metrics, each with a score-type interval that cannot collapse to a
-point in a small group, disaggregated by fairlearn's :class:`~fairlearn.metrics.MetricFrame`.
+point in a small group, computed per group as fairlearn's
+:class:`~fairlearn.metrics.MetricFrame` computes its cells (the tests hold the two equal),
+and memoised per period.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ their expensive results (bootstrap intervals, ...) are read back instead of reco
 The key of an entry is the SHA-256 of everything the result depends on: the input arrays
 (dtype, shape and bytes) or frames (column names, dtypes and pandas' 64-bit hash of
 each row), the settings, the source of every clinval module, the
-versions of numpy, scipy, scikit-learn and statsmodels, and the numeric environment
+versions of numpy, pandas, scipy, scikit-learn, statsmodels and fairlearn, and the numeric environment
 (:mod:`clinval.numeric_env`). An entry holds the result table with every float written as
 its shortest round-trip text, so a read gives back the very same bytes, and the warnings
 the computation raised, which a read raises again (a notebook shows them). The memo is
@@ -42,7 +42,7 @@ __all__ = ["MEMO_ENV", "digest", "memo_dir", "memoised_table"]
 MEMO_ENV = "CLINVAL_MEMO"
 """Environment variable: a folder for the memo, or ``off``."""
 
-_FORMAT = 1  # bump when the entry layout changes
+_FORMAT = 2  # bump when the entry layout or the key's parts change
 _SHOWN: dict = {}  # one registry for every re-raised warning: each shows once per process, as Python's default does
 _ERR_KEY_PART = "memo key part of type {kind} cannot be hashed; pass arrays, numbers, strings or tuples"
 
@@ -79,14 +79,16 @@ def _feed(h: Any, part: Any) -> None:
 
 
 def _environment() -> tuple[str, ...]:
+    from importlib.metadata import version
+
     import scipy
     import sklearn
     import statsmodels
 
     from clinval import numeric_env
 
-    return (str(_FORMAT), np.__version__, scipy.__version__, sklearn.__version__, statsmodels.__version__,
-            "pinned" if numeric_env.is_pinned() else "native")
+    return (str(_FORMAT), np.__version__, pd.__version__, scipy.__version__, sklearn.__version__,
+            statsmodels.__version__, version("fairlearn"), "pinned" if numeric_env.is_pinned() else "native")
 
 
 @lru_cache(maxsize=1)

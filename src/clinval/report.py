@@ -366,6 +366,8 @@ def write_index(
     rows = []
     studies = sorted({(r.get("study") or {}).get("name") or "" for r in records} - {""})
     data = sorted({(r.get("study") or {}).get("data_sha256") or "" for r in records} - {""})
+    references = sorted({(r.get("study") or {}).get("reference_sha256") or "" for r in records} - {""})
+    mixed = len(studies) > 1 or len(data) > 1 or len(references) > 1
     for r in records:
         alerts = r.get("alerts") or []
         alert_text = f'<span class="alert">{plural(len(alerts), "alert")}</span>' if alerts else "no alerts"
@@ -380,14 +382,14 @@ def write_index(
             "</tr>"
         )
     alert_class = "alert" if counts.open or counts.invalid else ""
-    if len(studies) > 1 or len(data) > 1:
+    if mixed:
         study_line = ('<p class="bad">These records come from different studies or data ('
-                      + _esc("; ".join(studies + [d[:12] for d in data])) + "): the run is mixed. Run <code>make run</code> "
+                      + _esc("; ".join(studies + [d[:12] for d in data + references])) + "): the run is mixed. Run <code>make run</code> "
                       "again before relying on them.</p>")
     else:
         study_line = (f"<p>Study: {_esc(studies[0])}" + (f" (data SHA-256 <code>{_esc(data[0][:12])}</code>)" if data else "")
                       + ".</p>") if studies else ""
-    verdict_class = "verdict attention" if counts.open or counts.invalid or len(studies) > 1 or len(data) > 1 else "verdict"
+    verdict_class = "verdict attention" if counts.open or counts.invalid or mixed else "verdict"
     links = " · ".join([f'<a href="{_esc(r["_html"])}">{_esc(human_label(r.get("title", r["record"])))}</a>'
                         for r in records if r["_html"]]
                        + ['<a href="pccp_report.html">PCCP report</a> and its <a href="pccp_report.html#signoff">sign-off '
