@@ -403,7 +403,7 @@ def _findings(record: Mapping[str, Any]) -> str:
     if study.get("name"):
         kind, value = ("data", study.get("data_sha256")) if study.get("data_sha256") else \
             ("reference data", study.get("reference_sha256"))
-        digest = f" · {kind} SHA-256 <code>{html.escape(str(value))[:12]}</code>" if value else ""
+        digest = f" · {kind} SHA-256 <code>{html.escape(str(value)[:12])}</code>" if value else ""
         where = f'<p class="clinval-study">Study: {html.escape(study["name"])}{digest}</p>'
     alerts = record.get("alerts") or []
     items = "".join(f"<li>{html.escape(str(a.get('summary', a.get('id', ''))))}</li>" for a in alerts[:8])
