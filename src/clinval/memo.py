@@ -78,17 +78,23 @@ def _feed(h: Any, part: Any) -> None:
         raise TypeError(_ERR_KEY_PART.format(kind=type(part).__name__))
 
 
-def _environment() -> tuple[str, ...]:
+@lru_cache(maxsize=1)
+def _library_versions() -> tuple[str, ...]:
+    """Versions of the libraries a memoised result depends on (read once per process)."""
     from importlib.metadata import version
 
     import scipy
     import sklearn
     import statsmodels
 
+    return (np.__version__, pd.__version__, scipy.__version__, sklearn.__version__, statsmodels.__version__,
+            version("fairlearn"))
+
+
+def _environment() -> tuple[str, ...]:
     from clinval import numeric_env
 
-    return (str(_FORMAT), np.__version__, pd.__version__, scipy.__version__, sklearn.__version__,
-            statsmodels.__version__, version("fairlearn"), "pinned" if numeric_env.is_pinned() else "native")
+    return (str(_FORMAT), *_library_versions(), "pinned" if numeric_env.is_pinned() else "native")
 
 
 @lru_cache(maxsize=1)

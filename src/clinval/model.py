@@ -31,9 +31,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from clinval._io import atomic_directory
-from clinval.data import (  # noqa: F401  (the prediction log's files: re-exported, they need no scikit-learn)
-    HOLDOUT_FILE,
-    PRODUCTION_PREDICTIONS_FILE,
+from clinval.data import (  # noqa: F401  (the prediction log's reader and writer, re-exported: they need no scikit-learn)
     PreparedStudy,
     Schema,
     load_holdout,
